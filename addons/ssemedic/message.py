@@ -1,0 +1,137 @@
+"""Assembles a stream's parts into the message a client would end up with."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .parts import (
+    Done,
+    Error,
+    Malformed,
+    Meta,
+    Part,
+    Reasoning,
+    Refusal,
+    Stop,
+    Text,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+
+
+@dataclass(slots=True)
+class AssembledToolCall:
+    key: str
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+    @property
+    def arguments_error(self) -> str | None:
+        """Why the assembled arguments are not valid JSON, or None if they are."""
+        try:
+            json.loads(self.arguments or "{}")
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(slots=True)
+class Message:
+    """The running result of a stream. Feed it parts with ``add``."""
+
+    text_parts: list[str] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
+    refusal_parts: list[str] = field(default_factory=list)
+    tool_calls: dict[str, AssembledToolCall] = field(default_factory=dict)
+    tool_results: list[ToolResult] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    markers: list[str] = field(default_factory=list)
+    errors: list[Error] = field(default_factory=list)
+    malformed: int = 0
+    model: str | None = None
+    response_id: str | None = None
+    #: Detours assistant text took (e.g. "send_message"), in order of first use.
+    text_via: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
+
+    @property
+    def refusal(self) -> str:
+        return "".join(self.refusal_parts)
+
+    def add(self, part: Part) -> None:
+        match part:
+            case Text(text, via):
+                self.text_parts.append(text)
+                if via is not None and via not in self.text_via:
+                    self.text_via.append(via)
+            case Reasoning(text):
+                self.reasoning_parts.append(text)
+            case Refusal(text):
+                self.refusal_parts.append(text)
+            case ToolCall(key, id_, name, arguments):
+                call = self.tool_calls.get(key)
+                if call is None:
+                    call = self.tool_calls[key] = AssembledToolCall(key)
+                if id_ and not call.id:
+                    call.id = id_
+                if name and not call.name:
+                    call.name = name
+                call.arguments += arguments
+            case ToolResult():
+                self.tool_results.append(part)
+            case Usage():
+                self._merge_usage(part)
+            case Stop(reason):
+                self.finish_reason = reason
+            case Done(marker):
+                self.markers.append(marker)
+            case Error():
+                self.errors.append(part)
+            case Meta(model, response_id):
+                self.model = model or self.model
+                self.response_id = response_id or self.response_id
+            case Malformed():
+                self.malformed += 1
+
+    def _merge_usage(self, usage: Usage) -> None:
+        merged = dict(self.usage or {})
+        merged.update(usage.raw)
+        for key in ("input_tokens", "output_tokens", "total_tokens"):
+            value = getattr(usage, key)
+            if value is not None:
+                merged[key] = value
+        if "total_tokens" not in merged and {"input_tokens", "output_tokens"} <= merged.keys():
+            if isinstance(merged["input_tokens"], int) and isinstance(merged["output_tokens"], int):
+                merged["total_tokens"] = merged["input_tokens"] + merged["output_tokens"]
+        self.usage = merged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "reasoning": self.reasoning,
+            "refusal": self.refusal,
+            "tool_calls": [call.to_dict() for call in self.tool_calls.values()],
+            "tool_results": [
+                {"tool_call_id": r.tool_call_id, "name": r.name, "content": r.content, "is_error": r.is_error}
+                for r in self.tool_results
+            ],
+            "usage": self.usage,
+            "finish_reason": self.finish_reason,
+            "errors": [{"message": e.message, "type": e.type, "code": e.code} for e in self.errors],
+            "model": self.model,
+        }

@@ -1,0 +1,109 @@
+"""The contract every provider module fulfils, and the JSON plumbing they share.
+
+A provider module defines one module-level ``PROVIDER = Provider(...)``:
+its name, its framing, how to recognise it from a request or a payload, and an
+interpreter class. The interpreter keeps whatever per-stream state the format
+needs (tool calls by index, open content blocks...) and turns each event into
+parts through a table from event type to handler.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..framing import ServerSentEvent
+from ..message import Message
+from ..parts import Malformed, Part
+
+#: A handler gets the interpreter (for its state), the event and its decoded JSON.
+Handler = Callable[[Any, ServerSentEvent, Any], list[Part]]
+
+
+class Interpreter:
+    """Turns one stream's events into parts. Subclasses fill ``handlers``.
+
+    The default ``interpret`` decodes the event's data as JSON and dispatches
+    on ``key(event, payload)``; an unknown key yields no parts.
+    """
+
+    handlers: ClassVar[Mapping[str, Handler]] = {}
+
+    def interpret(self, event: ServerSentEvent) -> list[Part]:
+        try:
+            payload = json.loads(event.data)
+        except ValueError as exc:
+            return [Malformed("invalid-json", f"{exc.msg} at position {exc.pos}: {_excerpt(event.data)}")]
+        handler = self.handlers.get(self.key(event, payload))
+        if handler is None:
+            return []
+        try:
+            return handler(self, event, payload)
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            # A payload of the right type but the wrong shape: data, not a crash.
+            return [Malformed("unexpected-shape", f"{type(exc).__name__}: {exc}: {_excerpt(event.data)}")]
+
+    def key(self, event: ServerSentEvent, payload: Any) -> str:
+        """Which handler an event goes to; by default the SSE event type."""
+        return event.event
+
+    def is_complete(self, message: Message) -> bool:
+        """Whether the provider's terminal signal has arrived."""
+        return bool(message.markers)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """What the registry knows about one upstream format."""
+
+    name: str
+    interpreter: type[Interpreter]
+    #: Does a request (method, path without query, lower-cased headers) target this provider?
+    match_request: Callable[[str, str, Mapping[str, str]], bool]
+    #: Does the first JSON payload of a stream look like this provider's?
+    match_payload: Callable[[ServerSentEvent, Any], bool]
+    framing: str = "sse"  # or "ndjson"
+    #: Lower wins when several providers' payload matchers accept the same event.
+    order: int = 100
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def dig(obj: Any, *path: str | int) -> Any:
+    """``obj[p0][p1]...`` or None when any step is missing or of the wrong type."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(obj, list) or not -len(obj) <= step < len(obj):
+                return None
+        elif not isinstance(obj, dict):
+            return None
+        obj = obj[step] if isinstance(step, int) else obj.get(step)
+        if obj is None:
+            return None
+    return obj
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def error_message(payload: Any) -> str:
+    """A readable message from the usual error shapes ({"message"}, {"error": {...}}, a string)."""
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict):
+        for key in ("message", "detail", "error"):
+            value = payload.get(key)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, dict):
+                return error_message(value)
+    return json.dumps(payload, ensure_ascii=False)[:500]

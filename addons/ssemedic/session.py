@@ -1,0 +1,261 @@
+"""One stream's life: bytes and their arrival times in, events with meaning out,
+plus the timeline and timings. Sans-IO: the caller passes every timestamp."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import providers
+from .framing import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
+from .message import Message
+from .ndjson import NDJSONParser
+from .parts import TOKEN_PARTS, Malformed, Part
+from .providers.base import Interpreter
+from .sse import SSEParser
+
+#: How many events may pass before we stop trying to recognise the provider.
+DETECT_WITHIN_EVENTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event as the session saw it: its position, arrival time and meaning."""
+
+    index: int
+    time: float | None
+    event: ServerSentEvent
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Stream timings in seconds; None where the timeline cannot tell."""
+
+    ttfb: float | None
+    ttft: float | None
+    duration: float | None
+    gap_p50: float | None
+    gap_p99: float | None
+    gap_max: float | None
+    bytes: int
+    chunks: int
+    events: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if key in ("bytes", "chunks", "events"):
+                out[key] = value
+            else:
+                out[f"{key}_ms"] = None if value is None else round(value * 1000, 3)
+        return out
+
+
+def framing_for_content_type(content_type: str | None) -> str | None:
+    """``sse``, ``ndjson`` or None for a Content-Type header value."""
+    if not content_type:
+        return None
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime == "text/event-stream":
+        return "sse"
+    if mime in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"):
+        return "ndjson"
+    return None
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class StreamSession:
+    """Parses and interprets one streamed response body.
+
+    ``framing`` is "sse" or "ndjson"; when None it follows ``content_type``,
+    then the provider, then the first non-blank byte. ``provider`` names a
+    registered provider; when None it is detected from the request, then from
+    the first payloads. ``started_at`` is when the request was sent; times are
+    seconds on any clock, as long as it is the same for every call.
+    """
+
+    def __init__(
+        self,
+        *,
+        framing: str | None = None,
+        provider: str | None = None,
+        method: str = "GET",
+        path: str = "",
+        request_headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        started_at: float | None = None,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+    ) -> None:
+        if framing not in (None, "sse", "ndjson"):
+            raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
+        self.provider = provider or providers.detect_from_request(method, path, request_headers)
+        self._detected = self.provider is not None
+        if self.provider is None:
+            self.provider = providers.GENERIC
+        self.interpreter: Interpreter = providers.get(self.provider).interpreter()
+        self.framing = framing or framing_for_content_type(content_type)
+        if self.framing is None and self._detected:
+            self.framing = providers.get(self.provider).framing
+        self.parser: SSEParser | NDJSONParser | None = None
+        self._max_event_size = max_event_size
+        self._sniff = b""
+        if self.framing is not None:
+            self._make_parser(self.framing)
+
+        self.message = Message()
+        self.started_at = started_at
+        self.closed_at: float | None = None
+        self.closed = False
+        self.event_count = 0
+        self.malformed_events: list[tuple[int, Malformed]] = []
+        # The timeline: one entry per chunk, packed to stay small on long streams.
+        self.chunk_times = array("d")
+        self.chunk_offsets = array("q")
+        self.event_times = array("d")
+        self.first_token_at: float | None = None
+        self._timed = True
+        self.bytes = 0
+
+    # -- feeding -----------------------------------------------------------
+
+    def feed(self, data: bytes, at: float | None = None) -> list[EventRecord]:
+        """Add one received chunk with its arrival time; return the events it completes."""
+        if self.closed:
+            raise RuntimeError("StreamSession.feed() called after close()")
+        if not data:
+            return []
+        self._note_time(at)
+        if self._timed and at is not None:
+            self.chunk_times.append(at)
+        self.chunk_offsets.append(self.bytes)
+        self.bytes += len(data)
+        parser = self.parser
+        if parser is None:
+            self._sniff += data
+            if not self._sniff.strip():
+                return []
+            head = self._sniff.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
+            parser = self._make_parser("ndjson" if head in (b"{", b"[") else "sse")
+            data, self._sniff = self._sniff, b""
+        return self._records(parser.feed(data), at)
+
+    def close(self, at: float | None = None) -> list[EventRecord]:
+        """The stream ended (cleanly or not); return the events that completes."""
+        if self.closed:
+            return []
+        self.closed = True
+        self._note_time(at)
+        self.closed_at = at
+        parser = self.parser or self._make_parser("sse")
+        if self._sniff:
+            records = self._records(parser.feed(self._sniff), at)
+            self._sniff = b""
+        else:
+            records = []
+        return records + self._records(parser.close(), at)
+
+    def _note_time(self, at: float | None) -> None:
+        if at is None and self._timed:
+            # One unknown time makes every timing unknown: never mix.
+            self._timed = False
+            del self.chunk_times[:]
+            del self.event_times[:]
+            self.first_token_at = None
+
+    def _make_parser(self, framing: str) -> SSEParser | NDJSONParser:
+        self.framing = framing
+        self.parser = (SSEParser if framing == "sse" else NDJSONParser)(max_event_size=self._max_event_size)
+        return self.parser
+
+    def _records(self, events: list[ServerSentEvent], at: float | None) -> list[EventRecord]:
+        records = []
+        for event in events:
+            if not self._detected and self.event_count < DETECT_WITHIN_EVENTS:
+                name = providers.detect_from_event(event)
+                if name is not None:
+                    self._detected = True
+                    self.provider = name
+                    self.interpreter = providers.get(name).interpreter()
+            parts = tuple(self.interpreter.interpret(event))
+            for part in parts:
+                self.message.add(part)
+                if isinstance(part, Malformed):
+                    self.malformed_events.append((self.event_count, part))
+            if self._timed and at is not None:
+                self.event_times.append(at)
+                if self.first_token_at is None and any(isinstance(p, TOKEN_PARTS) for p in parts):
+                    self.first_token_at = at
+            records.append(EventRecord(self.event_count, at if self._timed else None, event, parts))
+            self.event_count += 1
+        return records
+
+    # -- results -----------------------------------------------------------
+
+    @property
+    def issues(self) -> list[ParseIssue]:
+        return self.parser.issues if self.parser is not None else []
+
+    @property
+    def issue_log(self) -> IssueLog:
+        return self.parser.log if self.parser is not None else IssueLog()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the provider's terminal signal arrived."""
+        return self.interpreter.is_complete(self.message)
+
+    def timing(self) -> Timing:
+        times = self.chunk_times if self._timed else array("d")
+        start = self.started_at if self._timed else None
+        first = times[0] if times else None
+        end = self.closed_at if self._timed and self.closed_at is not None else (times[-1] if times else None)
+        origin = start if start is not None else first
+        gaps = sorted(b - a for a, b in zip(self.event_times, self.event_times[1:]))
+        return Timing(
+            ttfb=None if start is None or first is None else first - start,
+            ttft=None if start is None or self.first_token_at is None else self.first_token_at - start,
+            duration=None if origin is None or end is None else end - origin,
+            gap_p50=percentile(gaps, 0.5) if gaps else None,
+            gap_p99=percentile(gaps, 0.99) if gaps else None,
+            gap_max=gaps[-1] if gaps else None,
+            bytes=self.bytes,
+            chunks=len(self.chunk_offsets),
+            events=self.event_count,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The stream's result as plain data (the shape of ``report --json``)."""
+        message = self.message.to_dict()
+        return {
+            "provider": self.provider,
+            "framing": self.framing,
+            "events": self.event_count,
+            "text": message["text"],
+            "reasoning": message["reasoning"],
+            "refusal": message["refusal"],
+            "tool_calls": message["tool_calls"],
+            "tool_results": message["tool_results"],
+            "usage": message["usage"],
+            "finish_reason": message["finish_reason"],
+            "errors": message["errors"],
+            "model": message["model"],
+            "complete": self.complete,
+            "timing": self.timing().to_dict(),
+            "issues": [
+                {"kind": str(i.kind), "offset": i.offset, "detail": i.detail} for i in self.issues
+            ]
+            + [
+                {"kind": m.kind, "event_index": index, "detail": m.detail}
+                for index, m in self.malformed_events[:100]
+            ],
+            "faults": [],
+        }

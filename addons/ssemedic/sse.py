@@ -1,0 +1,282 @@
+"""Incremental, UTF-8-safe parser for the WHATWG event-stream format.
+
+Spec: https://html.spec.whatwg.org/multipage/server-sent-events.html
+(section 9.2.6, "Interpreting an event stream").
+
+Strategy: work on bytes and cut the stream into *blocks*, each ended by a blank
+line (two consecutive line terminators). A block is parsed only once it is
+complete, so a field, a line or a multi-byte character split across feeds is
+simply bytes waiting in the buffer. CR and LF never occur inside a UTF-8
+multi-byte sequence, so decoding a complete line's bytes is exactly what
+decoding the whole stream first would give. Only a block's field values are
+decoded, and each block keeps its raw bytes for byte-exact pass-through.
+
+Line terminators are CRLF, LF or CR. A CR at the very end of the buffer may be
+the first half of a CRLF, so a block whose terminator ends in that CR waits for
+the next byte, or for ``close()``, before it is cut.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from .framing import (
+    BOM,
+    DEFAULT_MAX_EVENT_SIZE,
+    IssueKind,
+    IssueLog,
+    ParseIssue,
+    ServerSentEvent,
+    decode_utf8,
+    preview,
+)
+
+__all__ = ["SSEParser", "ServerSentEvent"]
+
+# A blank line: a terminator followed by another one. The first may not be a
+# CR that is half of a CRLF, or "a\r\nb" would read as CR + LF.
+_BLOCK_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
+_LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
+
+_CR = 0x0D
+_LF = 0x0A
+
+
+class SSEParser:
+    """Sans-IO event-stream parser: ``feed(bytes)`` in, ``ServerSentEvent`` out.
+
+    Malformed input never raises; it is recorded in ``issues``. A block larger
+    than ``max_event_size`` is reported once and skipped, and the parser keeps
+    no more than that many bytes of any block.
+    """
+
+    def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        if max_event_size < 1:
+            raise ValueError("max_event_size must be positive")
+        self.max_event_size = max_event_size
+        self.log = IssueLog()
+        #: The last event ID buffer (None until an ``id`` field is accepted).
+        self.last_event_id: str | None = None
+        #: The reconnection time set by the latest valid ``retry`` field.
+        self.reconnection_time: int | None = None
+        #: Stream offset up to which every byte belongs to a complete block.
+        self.boundary = 0
+        #: Stream bytes seen so far.
+        self.consumed = 0
+
+        self._buf = b""  # unparsed bytes; _buf[0] is at stream offset _offset
+        self._offset = 0
+        self._scan = 0  # where the search for a block end resumes in _buf
+        self._bom_checked = False
+        self._skipping: int | None = None  # start offset of an oversized block
+        self._closed = False
+        self._n_cr = self._n_lf = self._n_crlf = 0
+        self._last_was_cr = False
+
+    @property
+    def issues(self) -> list[ParseIssue]:
+        return self.log.issues
+
+    @property
+    def line_endings(self) -> Counter[str]:
+        """How many line terminators of each kind (``lf``, ``crlf``, ``cr``) were seen."""
+        return Counter(
+            {
+                "lf": self._n_lf - self._n_crlf,
+                "crlf": self._n_crlf,
+                "cr": self._n_cr - self._n_crlf,
+            }
+        )
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete block."""
+        return self.consumed - self.boundary
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        """Add received bytes; return the events they complete."""
+        if self._closed:
+            raise RuntimeError("SSEParser.feed() called after close()")
+        if not data:
+            return []
+        data = bytes(data)
+        self.consumed += len(data)
+        self._count_line_endings(data)
+        buf = self._buf + data if self._buf else data
+        if not self._bom_checked:
+            if len(buf) < len(BOM) and BOM.startswith(buf):
+                self._buf = buf
+                return []
+            buf = self._strip_bom(buf)
+        return self._parse(buf, final=False)
+
+    def close(self) -> list[ServerSentEvent]:
+        """Signal the end of the stream; return any events it completes.
+
+        A last block without its blank line is not dispatched (WHATWG: "if the
+        file ends in the middle of an event, [...] the pending data is
+        discarded"); it is reported as ``incomplete-event``.
+        """
+        if self._closed:
+            return []
+        self._closed = True
+        buf, self._buf = self._buf, b""
+        if not self._bom_checked:
+            buf = self._strip_bom(buf)
+        events = self._parse(buf, final=True)
+        rest = self._buf
+        if self._skipping is not None:
+            self.log.add(
+                IssueKind.INCOMPLETE_EVENT,
+                self._skipping,
+                "stream ended inside an oversized event",
+            )
+        elif rest.strip(b"\r\n"):
+            self.log.add(
+                IssueKind.INCOMPLETE_EVENT,
+                self._offset,
+                f"stream ended without the blank line that ends the last event: {preview(rest)}",
+            )
+        return events
+
+    # -- internals ---------------------------------------------------------
+
+    def _strip_bom(self, buf: bytes) -> bytes:
+        # WHATWG decodes the stream with "UTF-8 decode", which strips one
+        # leading BOM; a BOM anywhere else is an ordinary character.
+        self._bom_checked = True
+        if buf.startswith(BOM):
+            self.log.add(IssueKind.BOM, 0, "stream starts with a UTF-8 byte order mark")
+            self._offset = self.boundary = len(BOM)
+            return buf[len(BOM) :]
+        return buf
+
+    def _count_line_endings(self, data: bytes) -> None:
+        # Counting CR, LF and CRLF separately, with a CRLF allowed to straddle
+        # feeds, gives the same totals for any chunking.
+        self._n_cr += data.count(b"\r")
+        self._n_lf += data.count(b"\n")
+        self._n_crlf += data.count(b"\r\n") + (self._last_was_cr and data[0] == _LF)
+        self._last_was_cr = data[-1] == _CR
+
+    def _parse(self, buf: bytes, *, final: bool) -> list[ServerSentEvent]:
+        events: list[ServerSentEvent] = []
+        start = 0  # start of the current block in buf
+        scan = self._scan
+        if b"\r" in buf:
+            while (m := _BLOCK_END.search(buf, scan)) is not None:
+                end = m.end()
+                if end == len(buf) and buf[-1] == _CR and not final:
+                    break  # the CR may be half of a CRLF that belongs to this block
+                self._end_block(buf, start, m.start(), end, events)
+                start = scan = end
+        else:
+            # Fast path for the usual LF-only stream.
+            while (i := buf.find(b"\n\n", scan)) >= 0:
+                self._end_block(buf, start, i, i + 2, events)
+                start = scan = i + 2
+
+        rest = buf[start:]
+        self._offset += start
+        if self._skipping is None and len(rest) - 3 > self.max_event_size:
+            # The block is certainly over the cap: its terminator is at most
+            # three bytes of what is buffered.
+            self._skipping = self._offset
+            self._report_oversized(self._offset)
+        if self._skipping is not None and len(rest) > 3:
+            # Keep only what could be the start of the blank line that ends it.
+            self._offset += len(rest) - 3
+            rest = rest[-3:]
+        self._buf = rest
+        # Resume the search just before any trailing line-terminator bytes, so
+        # a blank line straddling two feeds is found, but never mid-CRLF.
+        scan = len(rest)
+        while scan and rest[scan - 1] in (_CR, _LF):
+            scan -= 1
+        self._scan = scan
+        return events
+
+    def _end_block(
+        self, buf: bytes, start: int, content_end: int, end: int, events: list[ServerSentEvent]
+    ) -> None:
+        offset = self._offset + start
+        self.boundary = self._offset + end
+        if self._skipping is not None:
+            self._skipping = None
+        elif content_end - start > self.max_event_size:
+            self._report_oversized(offset)
+        else:
+            event = self._interpret(buf[start:content_end], buf[start:end], offset)
+            if event is not None:
+                events.append(event)
+
+    def _report_oversized(self, offset: int) -> None:
+        self.log.add(
+            IssueKind.OVERSIZED_EVENT,
+            offset,
+            f"event larger than {self.max_event_size} bytes was skipped",
+        )
+
+    def _interpret(self, block: bytes, raw: bytes, offset: int) -> ServerSentEvent | None:
+        """Apply the field rules of WHATWG 9.2.6 to one complete block."""
+        log = self.log
+        if block[:5] == b"data:" and b"\n" not in block and b"\r" not in block:
+            # The usual single "data:" line; same result as the loop below.
+            value = block[5:]
+            if value[:1] == b" ":
+                value = value[1:]
+                offset_value = offset + 6
+            else:
+                offset_value = offset + 5
+            data = decode_utf8(value, offset_value, log)
+            return ServerSentEvent("message", data, self.last_event_id, None, raw, offset)
+
+        event_type = ""
+        data_lines: list[str] = []
+        retry: int | None = None
+        line_offset = offset
+        pieces = _LINE_SPLIT.split(block) if b"\r" in block else block.split(b"\n")
+        step = 1 if b"\r" not in block else 2  # with the regex, terminators alternate
+        for i in range(0, len(pieces), step):
+            line = pieces[i]
+            here = line_offset
+            line_offset += len(line) + (len(pieces[i + 1]) if step == 2 and i + 1 < len(pieces) else 1)
+            if not line:
+                continue  # only leading blank lines reach here: nothing is pending
+            if line[0] == 0x3A:  # ":" starts a comment
+                decode_utf8(line, here, log)
+                continue
+            name, colon, value = line.partition(b":")
+            skip = len(name) + len(colon)
+            if value[:1] == b" ":  # exactly one space is stripped
+                value = value[1:]
+                skip += 1
+            if name == b"data":
+                data_lines.append(decode_utf8(value, here + skip, log))
+            elif name == b"event":
+                event_type = decode_utf8(value, here + skip, log)
+            elif name == b"id":
+                if b"\0" in value:
+                    log.add(IssueKind.INVALID_ID, here, "id field containing NUL ignored")
+                else:
+                    self.last_event_id = decode_utf8(value, here + skip, log)
+            elif name == b"retry":
+                # bytes.isdigit() is ASCII-only, as WHATWG requires.
+                if value.isdigit():
+                    retry = self.reconnection_time = int(value)
+                else:
+                    log.add(IssueKind.INVALID_RETRY, here, f"retry value {preview(value)} is not all ASCII digits")
+            else:
+                log.add(IssueKind.UNKNOWN_FIELD, here, f"unknown field {preview(name)} ignored")
+
+        if not data_lines:
+            return None  # WHATWG: no data, no dispatch
+        return ServerSentEvent(
+            event_type or "message",
+            "\n".join(data_lines),
+            self.last_event_id,
+            retry,
+            raw,
+            offset,
+        )
