@@ -1,0 +1,74 @@
+"""The ``ssemedic`` command line: offline reports on captured streams."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from . import __version__, providers
+from .report import build, render
+from .sources import SourceError, load
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssemedic",
+        description="Inspect streamed LLM responses (SSE and NDJSON) offline.",
+    )
+    parser.add_argument("--version", action="version", version=f"ssemedic {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    report = commands.add_parser(
+        "report",
+        help="report every stream in captures or mitmproxy flow files",
+        description=(
+            "Report every streamed response in PATH: a raw SSE or NDJSON body capture, "
+            "a mitmproxy flow file (mitmdump -w), or a HAR file."
+        ),
+    )
+    report.add_argument("paths", nargs="+", metavar="PATH")
+    report.add_argument("--json", action="store_true", help="print a JSON list, one object per stream")
+    report.add_argument(
+        "--provider",
+        choices=providers.names(),
+        help="interpret as this provider instead of detecting it",
+    )
+    report.add_argument(
+        "--max-text", type=int, default=2000, metavar="N",
+        help="show at most N characters of text per field (0: all; rich output only)",
+    )
+    return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    reports: list[dict[str, Any]] = []
+    failed = False
+    for path in args.paths:
+        try:
+            streams = load(path)
+        except SourceError as exc:
+            print(f"ssemedic: error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        reports.extend(build(stream, provider=args.provider) for stream in streams)
+    if args.json:
+        json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif reports or not failed:
+        render(reports, Console(highlight=False), max_text=args.max_text)
+    return 2 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args)
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Where offline streams come from: raw body captures, mitmproxy flow files and HAR.
+
+The kind of a file is sniffed from its first bytes, never from its name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .session import StreamSession, framing_for_content_type
+from .timeline import TimelineError, unpack
+
+#: flow.metadata key under which the addon keeps its per-flow data.
+METADATA_KEY = "ssemedic"
+
+_SSE_FIRST_LINE = re.compile(rb"^(?::|(?:data|event|id|retry)(?::|\r|\n|$))")
+_TNETSTRING_START = re.compile(rb"^\d{1,12}:")
+_HEAD = 64 * 1024
+
+
+class SourceError(Exception):
+    """A file that cannot be read as a stream source; the message says why."""
+
+
+@dataclass(slots=True)
+class Stream:
+    """One streamed response body, with what is known about its request."""
+
+    label: str
+    body: bytes
+    chunks: list[tuple[bytes, float | None]]
+    started_at: float | None = None
+    closed_at: float | None = None
+    method: str = "GET"
+    path: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+    status: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def session(self, *, provider: str | None = None) -> StreamSession:
+        """Run a new session over the whole stream and return it, closed."""
+        session = StreamSession(
+            provider=provider,
+            method=self.method,
+            path=self.path,
+            request_headers=self.request_headers,
+            content_type=self.content_type,
+            started_at=self.started_at,
+        )
+        for data, at in self.chunks:
+            session.feed(data, at)
+        session.close(self.closed_at if self.chunks and self.chunks[-1][1] is not None else None)
+        return session
+
+
+def sniff(head: bytes) -> str | None:
+    """``flows``, ``json`` (HAR or NDJSON), ``sse`` or None for a file's first bytes."""
+    if _TNETSTRING_START.match(head):
+        return "flows"
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    if b"\0" in head[:4096]:
+        return None
+    if text.startswith(b"{"):
+        return "json"
+    if _SSE_FIRST_LINE.match(text):
+        return "sse"
+    return None
+
+
+def load(path: str | Path) -> list[Stream]:
+    """Every stream in ``path``; raises SourceError with a one-line reason."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(_HEAD)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not head:
+        raise SourceError(f"{path}: empty file")
+    kind = sniff(head)
+    if kind == "flows":
+        return list(_from_flow_file(path))
+    if kind == "json":
+        body = path.read_bytes()
+        if _is_har(body):
+            return list(_from_flow_file(path))
+        return [_capture(path, body, "ndjson")]
+    if kind == "sse":
+        return [_capture(path, path.read_bytes(), "sse")]
+    raise SourceError(
+        f"{path}: not an SSE or NDJSON capture, nor a mitmproxy flow or HAR file"
+    )
+
+
+def _capture(path: Path, body: bytes, framing: str) -> Stream:
+    content_type = "text/event-stream" if framing == "sse" else "application/x-ndjson"
+    return Stream(
+        label=str(path),
+        body=body,
+        chunks=[(body, None)],
+        content_type=content_type,
+        notes=["raw capture: no timeline, timings unavailable"],
+    )
+
+
+def _is_har(body: bytes) -> bool:
+    try:
+        doc = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("log"), dict)
+
+
+def _from_flow_file(path: Path) -> Iterator[Stream]:
+    # Imported here: the core stays free of mitmproxy; only file reading needs it.
+    from mitmproxy import exceptions, http
+    from mitmproxy.io import FlowReader
+
+    try:
+        with path.open("rb") as f:
+            flows = list(FlowReader(f).stream())
+    except exceptions.FlowReadException as exc:
+        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {exc}") from None
+    except Exception as exc:  # a corrupt file can fail anywhere in tnetstring/state loading
+        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {type(exc).__name__}: {exc}") from None
+    for number, flow in enumerate(flows, 1):
+        if isinstance(flow, http.HTTPFlow) and flow.response is not None:
+            stream = _from_flow(flow, f"{path} #{number}")
+            if stream is not None:
+                yield stream
+
+
+def _request_wants_stream(content: bytes | None) -> bool:
+    if not content or b'"stream"' not in content:
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+def _from_flow(flow: Any, label_prefix: str) -> Stream | None:
+    request, response = flow.request, flow.response
+    content_type = response.headers.get("content-type")
+    raw = response.raw_content
+    declared = framing_for_content_type(content_type)
+    if declared is None and not _request_wants_stream(request.raw_content):
+        if not raw or sniff(raw[:_HEAD]) not in ("sse",):
+            return None
+    label = f"{label_prefix} {request.method} {request.pretty_url}"
+    notes: list[str] = []
+    if raw is None:
+        notes.append("body was not stored (streamed without ssemedic): nothing to report")
+        raw = b""
+    body = raw
+    if response.headers.get("content-encoding"):
+        decoded = response.get_content(strict=False)
+        if decoded is not None and decoded != raw:
+            body = decoded
+            notes.append(f"body decoded from content-encoding {response.headers['content-encoding']}")
+    chunks: list[tuple[bytes, float | None]] = [(body, None)] if body else []
+    started_at: float | None = None
+    closed_at: float | None = None
+    metadata = flow.metadata.get(METADATA_KEY)
+    packed = metadata.get("timeline") if isinstance(metadata, dict) else None
+    if packed is not None and body is raw:
+        try:
+            chunks = list(unpack(packed).chunks(raw))
+            started_at = request.timestamp_start
+            closed_at = response.timestamp_end or (chunks[-1][1] if chunks else None)
+        except TimelineError as exc:
+            notes.append(f"chunk timeline ignored: {exc}")
+    elif packed is not None:
+        notes.append("chunk timeline not applied to a decoded body: timings unavailable")
+    else:
+        notes.append("no chunk timeline in this flow: timings unavailable")
+    return Stream(
+        label=label,
+        body=body,
+        chunks=chunks,
+        started_at=started_at,
+        closed_at=closed_at,
+        method=request.method,
+        path=request.path,
+        request_headers=dict(request.headers.items()),
+        content_type=content_type,
+        status=response.status_code,
+        notes=notes,
+    )
