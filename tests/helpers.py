@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ssemedic.session import StreamSession
@@ -27,7 +27,7 @@ def chunkings(data: bytes, *, max_splits: int | None = 400) -> Iterator[tuple[st
     every point inside a multi-byte character are used."""
     yield "whole", [data]
     yield "bytewise", [data[i : i + 1] for i in range(len(data))]
-    points = range(1, len(data))
+    points: Sequence[int] = range(1, len(data))
     if max_splits is not None and len(data) > max_splits:
         step = len(data) // max_splits + 1
         inside_chars = {i for i in points if data[i] & 0xC0 == 0x80}

@@ -60,6 +60,8 @@ class Message:
     response_id: str | None = None
     #: Detours assistant text took (e.g. "send_message"), in order of first use.
     text_via: list[str] = field(default_factory=list)
+    #: Whether the provider gave a total itself; if not, it is derived anew on every merge.
+    total_given: bool = False
 
     @property
     def text(self) -> str:
@@ -115,9 +117,11 @@ class Message:
             value = getattr(usage, key)
             if value is not None:
                 merged[key] = value
-        if "total_tokens" not in merged and {"input_tokens", "output_tokens"} <= merged.keys():
-            if isinstance(merged["input_tokens"], int) and isinstance(merged["output_tokens"], int):
-                merged["total_tokens"] = merged["input_tokens"] + merged["output_tokens"]
+        self.total_given = self.total_given or usage.total_tokens is not None
+        counts = merged.get("input_tokens"), merged.get("output_tokens")
+        if not self.total_given and all(isinstance(n, int) for n in counts):
+            # Counts can be cumulative (Anthropic's message_delta), so re-derive.
+            merged["total_tokens"] = sum(n for n in counts if isinstance(n, int))
         self.usage = merged
 
     def to_dict(self) -> dict[str, Any]:

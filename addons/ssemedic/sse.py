@@ -42,6 +42,10 @@ _LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
 _CR = 0x0D
 _LF = 0x0A
 
+# int() refuses longer digit strings when sys.set_int_max_str_digits() is at
+# its minimum; no sane reconnection time comes close.
+_MAX_RETRY_DIGITS = 640
+
 
 class SSEParser:
     """Sans-IO event-stream parser: ``feed(bytes)`` in, ``ServerSentEvent`` out.
@@ -259,16 +263,22 @@ class SSEParser:
             elif name == b"id":
                 if b"\0" in value:
                     log.add(IssueKind.INVALID_ID, here, "id field containing NUL ignored")
+                    decode_utf8(value, here + skip, log)
                 else:
                     self.last_event_id = decode_utf8(value, here + skip, log)
             elif name == b"retry":
                 # bytes.isdigit() is ASCII-only, as WHATWG requires.
-                if value.isdigit():
-                    retry = self.reconnection_time = int(value)
-                else:
+                digits = value.lstrip(b"0")
+                if not value.isdigit():
                     log.add(IssueKind.INVALID_RETRY, here, f"retry value {preview(value)} is not all ASCII digits")
+                    decode_utf8(value, here + skip, log)
+                elif len(digits) > _MAX_RETRY_DIGITS:
+                    log.add(IssueKind.INVALID_RETRY, here, f"retry value of {len(digits)} digits ignored as too large")
+                else:
+                    retry = self.reconnection_time = int(digits or b"0")
             else:
                 log.add(IssueKind.UNKNOWN_FIELD, here, f"unknown field {preview(name)} ignored")
+                decode_utf8(line, here, log)
 
         if not data_lines:
             return None  # WHATWG: no data, no dispatch

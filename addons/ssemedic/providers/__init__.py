@@ -63,7 +63,7 @@ def detect_from_event(event: ServerSentEvent) -> str | None:
     payload: Any
     try:
         payload = json.loads(event.data)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     for provider in _REGISTRY.values():
         if provider.name != GENERIC and provider.match_payload(event, payload):

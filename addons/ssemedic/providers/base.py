@@ -34,8 +34,10 @@ class Interpreter:
     def interpret(self, event: ServerSentEvent) -> list[Part]:
         try:
             payload = json.loads(event.data)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return [Malformed("invalid-json", f"{exc.msg} at position {exc.pos}: {_excerpt(event.data)}")]
+        except (ValueError, RecursionError) as exc:  # the int digit limit, absurd nesting
+            return [Malformed("invalid-json", f"{type(exc).__name__}: {exc}: {_excerpt(event.data)}")]
         handler = self.handlers.get(self.key(event, payload))
         if handler is None:
             return []

@@ -15,6 +15,10 @@ from ..parts import Done, Error, Meta, Part, Reasoning, Refusal, Stop, Text, Too
 from .base import Interpreter, Provider, as_int, as_str, dig, error_message
 
 
+#: Where reasoning text may be, in order of preference (DeepSeek's, then others').
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
 def _usage(raw: dict[str, Any]) -> Usage:
     return Usage(
         raw=raw,
@@ -43,9 +47,10 @@ def _chunk(interp: ChatInterpreter, event: ServerSentEvent, payload: Any) -> lis
         if choice.get("index", 0) != 0:
             continue
         delta = choice.get("delta") or {}
-        for field in ("reasoning_content", "reasoning"):
-            if isinstance(delta.get(field), str) and delta[field]:
-                parts.append(Reasoning(delta[field]))
+        # Some servers mirror each delta into both fields: take the first only.
+        reasoning = next((delta[f] for f in REASONING_FIELDS if isinstance(delta.get(f), str) and delta[f]), None)
+        if reasoning is not None:
+            parts.append(Reasoning(reasoning))
         if isinstance(delta.get("content"), str) and delta["content"]:
             parts.append(Text(delta["content"]))
         if isinstance(delta.get("refusal"), str) and delta["refusal"]:
