@@ -28,6 +28,7 @@ from .framing import (
     IssueLog,
     ParseIssue,
     ServerSentEvent,
+    EVENT_SLOT_SETTERS,
     decode_utf8,
     preview,
 )
@@ -77,6 +78,7 @@ class SSEParser:
         self._closed = False
         self._n_cr = self._n_lf = self._n_crlf = 0
         self._last_was_cr = False
+        self._buf_has_cr = False
 
     @property
     def issues(self) -> list[ParseIssue]:
@@ -106,14 +108,17 @@ class SSEParser:
             return []
         data = bytes(data)
         self.consumed += len(data)
-        self._count_line_endings(data)
+        has_cr = b"\r" in data
+        self._n_lf += data.count(b"\n")
+        if has_cr or self._last_was_cr:
+            self._count_cr(data)
         buf = self._buf + data if self._buf else data
         if not self._bom_checked:
             if len(buf) < len(BOM) and BOM.startswith(buf):
                 self._buf = buf
                 return []
             buf = self._strip_bom(buf)
-        return self._parse(buf, final=False)
+        return self._parse(buf, final=False, has_cr=has_cr or self._buf_has_cr)
 
     def close(self) -> list[ServerSentEvent]:
         """Signal the end of the stream; return any events it completes.
@@ -128,7 +133,7 @@ class SSEParser:
         buf, self._buf = self._buf, b""
         if not self._bom_checked:
             buf = self._strip_bom(buf)
-        events = self._parse(buf, final=True)
+        events = self._parse(buf, final=True, has_cr=b"\r" in buf)
         rest = self._buf
         if self._skipping is not None:
             self.log.add(
@@ -156,30 +161,30 @@ class SSEParser:
             return buf[len(BOM) :]
         return buf
 
-    def _count_line_endings(self, data: bytes) -> None:
+    def _count_cr(self, data: bytes) -> None:
         # Counting CR, LF and CRLF separately, with a CRLF allowed to straddle
         # feeds, gives the same totals for any chunking.
         self._n_cr += data.count(b"\r")
-        self._n_lf += data.count(b"\n")
         self._n_crlf += data.count(b"\r\n") + (self._last_was_cr and data[0] == _LF)
         self._last_was_cr = data[-1] == _CR
 
-    def _parse(self, buf: bytes, *, final: bool) -> list[ServerSentEvent]:
+    def _parse(self, buf: bytes, *, final: bool, has_cr: bool) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
         start = 0  # start of the current block in buf
         scan = self._scan
-        if b"\r" in buf:
+        if has_cr:
             while (m := _BLOCK_END.search(buf, scan)) is not None:
                 end = m.end()
                 if end == len(buf) and buf[-1] == _CR and not final:
                     break  # the CR may be half of a CRLF that belongs to this block
                 self._end_block(buf, start, m.start(), end, events)
                 start = scan = end
-        else:
-            # Fast path for the usual LF-only stream.
-            while (i := buf.find(b"\n\n", scan)) >= 0:
-                self._end_block(buf, start, i, i + 2, events)
-                start = scan = i + 2
+        elif buf.find(b"\n\n", scan) >= 0:
+            # LF only (the usual case): one split cuts every complete block;
+            # the last piece is the unfinished rest.
+            blocks = buf.split(b"\n\n")
+            start = len(buf) - len(blocks.pop())
+            events = self._lf_blocks(buf, blocks, start)
 
         rest = buf[start:]
         self._offset += start
@@ -193,12 +198,75 @@ class SSEParser:
             self._offset += len(rest) - 3
             rest = rest[-3:]
         self._buf = rest
+        self._buf_has_cr = has_cr and b"\r" in rest
         # Resume the search just before any trailing line-terminator bytes, so
         # a blank line straddling two feeds is found, but never mid-CRLF.
         scan = len(rest)
         while scan and rest[scan - 1] in (_CR, _LF):
             scan -= 1
         self._scan = scan
+        return events
+
+    def _lf_blocks(self, buf: bytes, blocks: list[bytes], end: int) -> list[ServerSentEvent]:
+        """Events from complete LF-only ``blocks`` of ``buf``, the last ending at ``end``.
+
+        Strategy: most feeds hold only blocks of a single ``data: `` line. One
+        count of LFs tells whether every block is a single line; if so,
+        ``_simple_events`` builds them in one tight loop. Anything else, or
+        invalid UTF-8, goes block by block through ``_interpret``, which gives
+        the same events (the property tests compare every chunking).
+        """
+        offset = self._offset
+        self.boundary = offset + end
+        if self._skipping is not None:
+            # The first block is the tail of an oversized one.
+            self._skipping = None
+            offset += len(blocks[0]) + 2
+            blocks = blocks[1:]
+        n = len(blocks)
+        if not n:
+            return []
+        if buf.count(b"\n", offset - self._offset, end) == 2 * n and (
+            end <= self.max_event_size or max(map(len, blocks)) <= self.max_event_size
+        ):
+            fast = self._simple_events(blocks, offset)
+            if fast is not None:
+                return fast
+        events: list[ServerSentEvent] = []
+        for block in blocks:
+            raw = block + b"\n\n"
+            if len(block) > self.max_event_size:
+                self._report_oversized(offset)
+            elif (event := self._interpret(block, raw, offset)) is not None:
+                events.append(event)
+            offset += len(raw)
+        return events
+
+    def _simple_events(self, blocks: list[bytes], offset: int) -> list[ServerSentEvent] | None:
+        """Events for blocks that are each one ``data: `` line, or None if one is not
+        (or holds invalid UTF-8): then the caller takes the general path."""
+        set_event, set_data, set_id, set_retry, set_raw, set_offset = EVENT_SLOT_SETTERS
+        new = object.__new__
+        last_id = self.last_event_id
+        events: list[ServerSentEvent] = []
+        append = events.append
+        for block in blocks:
+            if block[:6] != b"data: ":
+                return None
+            try:
+                data = block.decode()
+            except UnicodeDecodeError:
+                return None
+            raw = block + b"\n\n"
+            event = new(ServerSentEvent)
+            set_event(event, "message")
+            set_data(event, data[6:])
+            set_id(event, last_id)
+            set_retry(event, None)
+            set_raw(event, raw)
+            set_offset(event, offset)
+            append(event)
+            offset += len(raw)
         return events
 
     def _end_block(
