@@ -141,3 +141,34 @@ def test_close_on_an_empty_stream() -> None:
 )
 def test_percentile_is_nearest_rank(values: list[float], q: float, expected: float) -> None:
     assert percentile(values, q) == expected
+
+
+# -- properties ----------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ssemedic import providers  # noqa: E402
+
+_FRAGMENTS = st.sampled_from(
+    [b"data: ", b"event: ", b"id: 1", b"retry: 5", b": ping", b"\n", b"\r\n", b"\r", b"\n\n", b"[DONE]",
+     b'{"choices": [{"index": 0, "delta": {"content": "\xd0\x9f\xf0\x9f\x91\x8b"}}]}', b'{"type": "message_start"',
+     b'"message_type": "assistant_message", "content": "x"}', b'{"done": true, "model": "m", "created_at": "t"}',
+     b'{"candidates": [{"content": {"parts": [{"text": "a"}]}}]}', b"{", b"}", b"\xff", b"\xf0\x9f", b"null"]
+)
+_STREAMS = st.one_of(st.binary(max_size=300), st.lists(_FRAGMENTS, max_size=40).map(b"".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=_STREAMS,
+    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=8),
+    provider=st.sampled_from([None, *providers.names()]),
+)
+def test_any_bytes_any_chunking_any_provider_same_summary_never_raises(
+    body: bytes, cuts: list[int], provider: str | None
+) -> None:
+    points = sorted({c for c in cuts if c <= len(body)})
+    chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)])]
+    whole = summary_without_timing(run_session([body], provider=provider))
+    assert summary_without_timing(run_session(chunks, provider=provider)) == whole

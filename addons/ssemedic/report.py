@@ -36,6 +36,8 @@ def _ms(value: float | None) -> str:
 
 
 def _timing_line(timing: dict[str, Any]) -> str:
+    if all(timing[key] is None for key in ("ttfb_ms", "ttft_ms", "duration_ms", "gap_max_ms")):
+        return "unknown (no chunk timeline)"
     return (
         f"TTFB {_ms(timing['ttfb_ms'])} · TTFT {_ms(timing['ttft_ms'])} · "
         f"duration {_ms(timing['duration_ms'])} · gaps p50 {_ms(timing['gap_p50_ms'])} "

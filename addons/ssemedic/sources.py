@@ -105,7 +105,7 @@ def _capture(path: Path, body: bytes, framing: str) -> Stream:
         body=body,
         chunks=[(body, None)],
         content_type=content_type,
-        notes=["raw capture: no timeline, timings unavailable"],
+        notes=["raw body capture: no request, headers or chunk timeline"],
     )
 
 
