@@ -174,7 +174,8 @@ def _from_flow(flow: Any, label_prefix: str) -> Stream | None:
         try:
             chunks = list(unpack(packed).chunks(raw))
             started_at = request.timestamp_start
-            closed_at = response.timestamp_end or (chunks[-1][1] if chunks else None)
+            stored_end = metadata.get("ended_at") if isinstance(metadata, dict) else None
+            closed_at = stored_end if isinstance(stored_end, float) else (chunks[-1][1] if chunks else None)
         except TimelineError as exc:
             notes.append(f"chunk timeline ignored: {exc}")
     elif packed is not None:

@@ -1,0 +1,261 @@
+"""The mitmproxy addon: picks LLM streams, streams them through a LiveStream
+and stores what mitmproxy itself would lose (the raw body and its timeline)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
+
+from . import sources
+from .live import LiveStream
+from .output import LOG_LEVELS, Reporter
+from .providers import detect_from_request
+from .session import framing_for_content_type
+from .timeline import TimelineError, unpack
+
+logger = logging.getLogger("ssemedic")
+
+METADATA_KEY = sources.METADATA_KEY
+
+
+class Medic:
+    """Inspect streamed LLM responses live (see the options for what it logs)."""
+
+    def __init__(self, console: IO[str] | None = None, clock: Callable[[], float] = time.time) -> None:
+        # ``console`` is for tests; by default mitmdump gets stderr and every
+        # other tool (mitmweb, the console UI) gets stdlib logging.
+        self._console_override = console
+        self._console: IO[str] | None = console
+        self.clock = clock
+        self.streams: dict[str, LiveStream] = {}
+        self.filter: flowfilter.TFilter | None = None
+        self._jsonl: IO[str] | None = None
+        self.reporter = Reporter(console=console)
+
+    # -- options ------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "ssemedic_log", str, "events",
+            "What ssemedic logs live: 'events' (the stream lifecycle and one line per event), "
+            "'summary' (the lifecycle and one summary per stream) or 'off'.",
+        )
+        loader.add_option(
+            "ssemedic_filter", str | None, None,
+            "Inspect only flows matching this mitmproxy filter expression, e.g. '~u /v1/chat/'. "
+            "By default every event-stream or NDJSON response, and every response to a request "
+            "that asked for \"stream\": true, is inspected.",
+        )
+        loader.add_option(
+            "ssemedic_jsonl", str | None, None,
+            "Append one JSON object per event and one per stream summary to this file, "
+            "flushed line by line.",
+        )
+        loader.add_option(
+            "ssemedic_max_text", str, "200",
+            "How many characters of text ssemedic shows per log line and summary field; 0 shows all.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "ssemedic_log" in updated and opts.ssemedic_log not in LOG_LEVELS:
+            raise exceptions.OptionsError(
+                f"ssemedic_log: {opts.ssemedic_log!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        if "ssemedic_max_text" in updated:
+            _max_text(opts.ssemedic_max_text)
+        if "ssemedic_filter" in updated:
+            self.filter = None
+            if opts.ssemedic_filter:
+                try:
+                    self.filter = flowfilter.parse(opts.ssemedic_filter)
+                except ValueError as exc:
+                    raise exceptions.OptionsError(
+                        f"ssemedic_filter: {opts.ssemedic_filter!r} is not a valid filter expression: {exc}"
+                    ) from None
+        if "ssemedic_jsonl" in updated:
+            self._close_jsonl()
+            if opts.ssemedic_jsonl:
+                try:
+                    self._jsonl = open(opts.ssemedic_jsonl, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+                except OSError as exc:
+                    raise exceptions.OptionsError(
+                        f"ssemedic_jsonl: cannot open {opts.ssemedic_jsonl!r}: {exc.strerror or exc}"
+                    ) from None
+        self._rebuild_reporter()
+
+    def running(self) -> None:
+        if self._console_override is None:
+            from mitmproxy.tools.dump import DumpMaster
+
+            # rich on stderr under mitmdump; never write into the console UI.
+            self._console = sys.stderr if isinstance(ctx.master, DumpMaster) else None
+        self._register_view()
+        self._rebuild_reporter()
+
+    def done(self) -> None:
+        self._close_jsonl()
+        self._unregister_view()
+
+    # -- hooks ----------------------------------------------------------------
+
+    def responseheaders(self, f: http.HTTPFlow) -> None:
+        assert f.response is not None
+        if f.response.raw_content is not None:
+            return  # a replayed flow (-nr) brings its whole body: see response()
+        mode = self._selection(f)
+        if mode is None:
+            return
+        stream = self._new_stream(f, sniff=mode == "sniff")
+        if mode == "stream":
+            stream.announce()
+        self.streams[f.id] = stream
+        f.response.stream = stream
+
+    def response(self, f: http.HTTPFlow) -> None:
+        stream = self.streams.pop(f.id, None)
+        if stream is not None:
+            stream.end(self.clock())
+            self._store(f, stream)
+        elif f.response is not None and f.response.raw_content is not None and self._selection(f):
+            self._replay(f)
+
+    def error(self, f: http.HTTPFlow) -> None:
+        stream = self.streams.pop(f.id, None)
+        if stream is not None:
+            stream.end(self.clock(), error=f.error.msg if f.error else "connection error")
+            self._store(f, stream)
+
+    @command.command("ssemedic.report")
+    def report(self, flows: Sequence[flow.Flow]) -> None:
+        """Log a summary of every selected flow that holds a streamed LLM response."""
+        reporter = Reporter(level="summary", max_text=self.reporter.max_text, console=self._console)
+        count = 0
+        for f in flows:
+            if isinstance(f, http.HTTPFlow) and f.response is not None and f.response.raw_content is not None:
+                if self._selection(f, use_filter=False):
+                    self._replay(f, reporter)
+                    count += 1
+        logger.info("ssemedic.report: %d of %d flows hold an LLM stream", count, len(flows))
+
+    # -- internals ---------------------------------------------------------------
+
+    def _selection(self, f: http.HTTPFlow, *, use_filter: bool = True) -> str | None:
+        """"stream" for an LLM stream, "sniff" when only the first bytes can tell, else None."""
+        if use_filter and self.filter is not None and not self.filter(f):
+            return None
+        assert f.response is not None
+        if framing_for_content_type(f.response.headers.get("content-type")):
+            return "stream"
+        if _asked_for_stream(f.request) or detect_from_request(f.request.method, f.request.path, f.request.headers):
+            return "sniff"
+        return None
+
+    def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None) -> LiveStream:
+        assert f.response is not None
+        stream = LiveStream(
+            flow_id=f.id,
+            label=f"{f.request.method} {f.request.pretty_url}",
+            method=f.request.method,
+            path=f.request.path,
+            request_headers=dict(f.request.headers.items()),
+            status=f.response.status_code,
+            response_headers=dict(f.response.headers.items()),
+            started_at=f.request.timestamp_start,
+            sink=reporter or self.reporter,
+            clock=self.clock,
+            sniff=sniff,
+        )
+        return stream
+
+    def _store(self, f: http.HTTPFlow, stream: LiveStream) -> None:
+        # Streamed bodies are not stored by mitmproxy: keep the raw upstream
+        # bytes so `-w` and mitmweb's save have them, plus the timeline.
+        if f.response is not None:
+            f.response.raw_content = bytes(stream.raw)
+        if stream.announced:
+            f.metadata[METADATA_KEY] = stream.metadata()
+
+    def _replay(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
+        """Run a stored flow through a LiveStream, with its recorded timeline if any."""
+        assert f.response is not None and f.response.raw_content is not None
+        stream = self._new_stream(f, reporter=reporter)
+        body = f.response.raw_content
+        meta = f.metadata.get(METADATA_KEY)
+        meta = meta if isinstance(meta, dict) else {}
+        chunks: list[tuple[bytes, float | None]] = [(body, None)]
+        ended_at: float | None = None
+        packed = meta.get("timeline")
+        if packed is not None:
+            try:
+                chunks = list(unpack(packed).chunks(body))
+                stored_end = meta.get("ended_at")
+                ended_at = stored_end if isinstance(stored_end, float) else chunks[-1][1]
+            except TimelineError as exc:
+                stream.notes.append(f"chunk timeline ignored: {exc}")
+        else:
+            stream.notes.append("no chunk timeline in this flow: timings unavailable")
+        stream.announce()
+        for data, at in chunks:
+            stream.receive(data, at)
+        stream.end(ended_at, error=f.error.msg if f.error else None)
+
+    def _rebuild_reporter(self) -> None:
+        opts = ctx.options
+        self.reporter = Reporter(
+            level=opts.ssemedic_log,
+            max_text=_max_text(opts.ssemedic_max_text),
+            console=self._console,
+            jsonl=self._jsonl,
+        )
+
+    def _close_jsonl(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+
+    def _register_view(self) -> None:
+        try:
+            from mitmproxy import contentviews
+
+            from .contentview import llm_stream_view
+        except ImportError:  # pragma: no cover - the view module ships with the package
+            return
+        contentviews.add(llm_stream_view)
+
+    def _unregister_view(self) -> None:
+        from mitmproxy import contentviews
+
+        try:
+            from .contentview import llm_stream_view
+
+            contentviews.registry.remove(llm_stream_view)  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+
+def _max_text(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise exceptions.OptionsError(f"ssemedic_max_text: {value!r} is not a whole number >= 0")
+    return number
+
+
+def _asked_for_stream(request: http.Request) -> bool:
+    content = request.raw_content
+    if not content or b'"stream"' not in content:
+        return False
+    try:
+        body = json.loads(request.get_content(strict=False) or b"")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True

@@ -1,0 +1,243 @@
+"""One streamed response as the addon sees it: the stream callable, the raw
+recording and its timeline, fed to a StreamSession, with every happening
+handed to an output sink.
+
+The stream callable runs on mitmproxy's event loop, so per chunk it only
+appends bytes, parses and hands records to the sink. If anything in here
+raises, the flow falls back to plain pass-through: the error is reported
+once and every byte is still forwarded and recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from . import timeline
+from .decoding import DecodeError, StreamDecoder, supported
+from .session import EventRecord, StreamSession
+from .sources import sniff as sniff_kind
+
+#: Raw bytes kept per flow for saving; beyond this the recording is cut (and says so).
+MAX_RECORDED_BYTES = 64 * 1024 * 1024
+#: Progress is reported after this many seconds or chunks since the last report.
+PROGRESS_SECONDS = 5.0
+PROGRESS_CHUNKS = 100
+#: Headers whose values the lifecycle log shows.
+SHOWN_HEADERS = ("content-type", "content-encoding", "content-length", "transfer-encoding",
+                 "cache-control", "x-accel-buffering")
+
+
+class Sink(Protocol):
+    """Where a live stream reports what happens (see output.py)."""
+
+    def started(self, stream: LiveStream) -> None: ...
+    def first_chunk(self, stream: LiveStream, data: bytes) -> None: ...
+    def event(self, stream: LiveStream, record: EventRecord) -> None: ...
+    def progress(self, stream: LiveStream) -> None: ...
+    def finished(self, stream: LiveStream, error: str | None) -> None: ...
+    def internal_error(self, stream: LiveStream, exc: BaseException) -> None: ...
+
+
+class LiveStream:
+    """Inspects one response body, chunk by chunk, and records it raw."""
+
+    def __init__(
+        self,
+        *,
+        flow_id: str,
+        label: str,
+        method: str,
+        path: str,
+        request_headers: Mapping[str, str],
+        status: int | None,
+        response_headers: Mapping[str, str],
+        started_at: float | None,
+        sink: Sink,
+        provider: str | None = None,
+        clock: Callable[[], float] = time.time,
+        sniff: bool = False,
+    ) -> None:
+        self.flow_id = flow_id
+        self.label = label
+        self.status = status
+        self.response_headers = {k.lower(): v for k, v in response_headers.items()}
+        self.sink = sink
+        self.clock = clock
+        self.session = StreamSession(
+            provider=provider,
+            method=method,
+            path=path,
+            request_headers=request_headers,
+            content_type=self.response_headers.get("content-type"),
+            started_at=started_at,
+        )
+        encoding = self.response_headers.get("content-encoding")
+        self.notes: list[str] = []
+        self._decoder: StreamDecoder | None = None
+        self.inspecting = True
+        if encoding and encoding.strip().lower() != "identity":
+            if supported(encoding):
+                self._decoder = StreamDecoder(encoding)
+            else:
+                self.inspecting = False
+                self.notes.append(f"content-encoding {encoding!r} cannot be decoded: stream passed through uninspected")
+        self.raw = bytearray()
+        self.chunk_offsets = array("q")
+        self.chunk_times = array("d")
+        self.recording_cut = False
+        self.ended = False
+        self.ended_at: float | None = None
+        self.error: str | None = None
+        #: Whether the sink was told about this stream (see announce()).
+        self.announced = False
+        # With ``sniff``, the stream is only announced once its first line
+        # shows an event stream under another Content-Type; otherwise the
+        # flow stays silent and is merely recorded.
+        self._sniffing = sniff
+        self._sniffed = b""
+        self._since_progress = 0
+        self._last_progress: float | None = None
+
+    def announce(self) -> None:
+        """Tell the sink the stream started (once)."""
+        if not self.announced:
+            self.announced = True
+            self.sink.started(self)
+
+    # -- the stream callable ------------------------------------------------
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        """mitmproxy's stream callable: forwards every byte as it came."""
+        if data:
+            self.receive(data, self.clock())
+            return [data]
+        self.end(self.clock())
+        return []
+
+    def receive(self, data: bytes, at: float | None) -> None:
+        """Record and inspect one chunk (live, or replayed with its stored time)."""
+        if len(self.raw) + len(data) <= MAX_RECORDED_BYTES:
+            self.chunk_offsets.append(len(self.raw))
+            self.chunk_times.append(at if at is not None else float("nan"))
+            self.raw += data
+        elif not self.recording_cut:
+            self.recording_cut = True
+            self.notes.append(f"recording cut at {MAX_RECORDED_BYTES} bytes; the stream itself was forwarded whole")
+        if self.inspecting:
+            self._guard(self._inspect, data, at)
+
+    def end(self, at: float | None, error: str | None = None) -> None:
+        """The body ended: cleanly (``error`` None) or aborted."""
+        if self.ended:
+            return
+        self.ended = True
+        self.ended_at = at
+        self.error = error
+        if self.inspecting:
+            if self._sniffing:
+                self._guard(self._decide, at)
+            if self.inspecting:
+                self._guard(self._close, at)
+        if self.announced:
+            self._guard(self.sink.finished, self, error)
+
+    # -- internals ------------------------------------------------------------
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            if self.inspecting:
+                self.inspecting = False
+                self.notes.append(f"ssemedic internal error, stream passed through uninspected: {exc!r}")
+                try:
+                    self.sink.internal_error(self, exc)
+                except Exception:
+                    pass  # never let reporting the error break the stream
+
+    def _inspect(self, data: bytes, at: float | None) -> None:
+        if self._decoder is not None:
+            try:
+                data = self._decoder.feed(data)
+            except DecodeError as exc:
+                self.inspecting = False
+                self.notes.append(f"{exc}: stream passed through uninspected")
+                return
+        if not data:
+            return
+        if self._sniffing:
+            self._sniffed += data
+            if b"\n" not in self._sniffed and len(self._sniffed) < 256:
+                return
+            self._decide(at)
+            return
+        self._feed(data, at)
+
+    def _decide(self, at: float | None) -> None:
+        """Sniffing ends: announce an event stream, or go quiet for anything else."""
+        data, self._sniffed, self._sniffing = self._sniffed, b"", False
+        if sniff_kind(data) != "sse":
+            self.inspecting = False
+            return
+        content_type = self.response_headers.get("content-type", "no content-type")
+        self.notes.append(f"served as {content_type!r}, but the body is an event stream")
+        self.announce()
+        self._feed(data, at)
+
+    def _feed(self, data: bytes, at: float | None) -> None:
+        if self.session.bytes == 0:
+            self.sink.first_chunk(self, data)
+        self._emit(self.session.feed(data, at))
+        self._since_progress += 1
+        if at is not None and self._last_progress is None:
+            self._last_progress = at
+        if self._since_progress >= PROGRESS_CHUNKS or (
+            at is not None and self._last_progress is not None and at - self._last_progress >= PROGRESS_SECONDS
+        ):
+            self._since_progress = 0
+            self._last_progress = at
+            self.sink.progress(self)
+
+    def _close(self, at: float | None) -> None:
+        self._emit(self.session.close(at))
+
+    def _emit(self, records: Iterable[EventRecord]) -> None:
+        for record in records:
+            self.sink.event(self, record)
+
+    # -- results ---------------------------------------------------------------
+
+    def packed_timeline(self) -> bytes | None:
+        """The chunk timeline for flow.metadata, or None when times are unknown."""
+        if not self.chunk_offsets or any(t != t for t in self.chunk_times):  # NaN: no time
+            return None
+        return timeline.pack(self.chunk_offsets, self.chunk_times)
+
+    def report(self) -> dict[str, Any]:
+        """The stream's summary, in the shape of ``ssemedic report --json``."""
+        out: dict[str, Any] = {"source": self.label, "status": self.status}
+        out.update(self.session.summary())
+        out["notes"] = list(self.notes)
+        if self.error is not None:
+            out["aborted"] = self.error
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """What goes into flow.metadata["ssemedic"]: plain types only, or
+        mitmproxy silently drops the flow from saved files."""
+        meta: dict[str, Any] = {"version": timeline.VERSION, "provider": self.session.provider}
+        packed = self.packed_timeline()
+        if packed is not None:
+            meta["timeline"] = packed
+            if self.ended_at is not None:
+                meta["ended_at"] = self.ended_at
+        meta["notes"] = list(self.notes)
+        return meta
+
+
+def header_summary(headers: Mapping[str, str]) -> str:
+    """The response headers that matter for streaming, for the lifecycle log."""
+    return ", ".join(f"{name}={headers.get(name, '-')}" for name in SHOWN_HEADERS)

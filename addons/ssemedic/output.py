@@ -1,0 +1,181 @@
+"""Where live streams are reported: a terminal (mitmdump's stderr), stdlib
+logging (mitmweb and the mitmproxy console, whose UI must not be written to),
+and an optional JSONL file with one object per event and per stream summary.
+
+Per-event lines are plain f-strings written straight to the stream: rich is
+only used for the end-of-stream panel, so the per-chunk work on mitmproxy's
+event loop stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import IO, Any
+
+from rich.console import Console
+
+from .describe import clip, describe, part_to_dict
+from .live import LiveStream, header_summary
+from .report import panel
+from .session import EventRecord
+
+logger = logging.getLogger("ssemedic")
+
+LOG_LEVELS = ("events", "summary", "off")
+
+_COLORS = {"dim": "2", "cyan": "36", "green": "32", "yellow": "33", "red": "31", "bold": "1", "magenta": "35"}
+
+
+class Reporter:
+    """Implements live.Sink: formats what happens and writes it out.
+
+    ``console`` is a text stream for terminal output (mitmdump), or None to
+    go through logging. ``jsonl`` is an open text file, or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        level: str = "events",
+        max_text: int = 200,
+        console: IO[str] | None = None,
+        jsonl: IO[str] | None = None,
+        color: bool | None = None,
+    ) -> None:
+        if level not in LOG_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}")
+        self.level = level
+        self.max_text = max_text
+        self.console = console
+        self.jsonl = jsonl
+        self.color = console is not None and (color if color is not None else _isatty(console))
+        self._rich = Console(file=console, highlight=False, soft_wrap=False,
+                             force_terminal=self.color, no_color=not self.color) if console else None
+
+    # -- live.Sink ------------------------------------------------------------
+
+    def started(self, stream: LiveStream) -> None:
+        session = stream.session
+        self._line(stream, "cyan", f"stream started: {stream.label} · provider {session.provider}")
+        self._line(stream, "dim", f"upstream headers: {stream.status} {header_summary(stream.response_headers)}")
+        for note in stream.notes:
+            self._line(stream, "yellow", note)
+
+    def first_chunk(self, stream: LiveStream, data: bytes) -> None:
+        t = self._offset(stream, stream.chunk_times[-1] if stream.chunk_times else None)
+        preview = clip(data[:120].decode("utf-8", "replace"), 80)
+        self._line(stream, "dim", f"first chunk{t}: {len(data)} bytes {preview!r}")
+
+    def event(self, stream: LiveStream, record: EventRecord) -> None:
+        if self.level == "events":
+            t = self._offset(stream, record.time)
+            meaning = describe(record.parts, self.max_text)
+            style = "red" if "ERROR" in meaning or "MALFORMED" in meaning else ""
+            self._line(stream, style, f"#{record.index}{t} {clip(record.event.event, 40)}: {meaning}")
+        if self.jsonl is not None:
+            self._write_json({
+                "type": "event",
+                "flow": stream.flow_id,
+                "index": record.index,
+                "t": self._seconds(stream, record.time),
+                "event": record.event.event,
+                "id": record.event.id,
+                "data": record.event.data,
+                "parts": [part_to_dict(p) for p in record.parts],
+            })
+
+    def progress(self, stream: LiveStream) -> None:
+        timing = stream.session.timing()
+        self._line(stream, "dim", f"… {timing.chunks} chunks · {timing.bytes:,} bytes · {timing.events} events")
+
+    def finished(self, stream: LiveStream, error: str | None) -> None:
+        report = stream.report()
+        timing = report["timing"]
+        if error is None:
+            self._line(stream, "green", f"completed: {timing['events']} events, {timing['bytes']:,} bytes")
+        else:
+            self._line(stream, "red", f"aborted: {error}")
+        if self.level != "off":
+            if self._rich is not None:
+                self._rich.print(panel(report, max_text=max(self.max_text, 0)))
+            else:
+                logger.info(self._summary_text(stream, report))
+        if self.jsonl is not None:
+            self._write_json({"type": "summary", "flow": stream.flow_id, **report})
+
+    def internal_error(self, stream: LiveStream, exc: BaseException) -> None:
+        logger.error(
+            "[%s] ssemedic internal error; the flow passes through unchanged: %r",
+            stream.flow_id[:8], exc, exc_info=exc,
+        )
+
+    # -- formatting -----------------------------------------------------------
+
+    def _line(self, stream: LiveStream, style: str, text: str) -> None:
+        if self.level == "off":
+            return
+        head = f"[{stream.flow_id[:6]}]"
+        if self.console is None:
+            logger.info("%s %s", head, text)
+            return
+        if self.color:
+            head = _paint("dim", head)
+            text = _paint(style, text) if style else text
+        self.console.write(f"{head} {text}\n")
+        self.console.flush()
+
+    def _summary_text(self, stream: LiveStream, report: dict[str, Any]) -> str:
+        t = report["timing"]
+        lines = [
+            f"[{stream.flow_id[:6]}] summary: {report['provider']} · HTTP {report['status']} · "
+            f"{t['events']} events · {t['bytes']:,} bytes · {t['chunks']} chunks · "
+            f"TTFB {_ms(t['ttfb_ms'])} · TTFT {_ms(t['ttft_ms'])} · duration {_ms(t['duration_ms'])} · "
+            f"gap p50 {_ms(t['gap_p50_ms'])} p99 {_ms(t['gap_p99_ms'])} max {_ms(t['gap_max_ms'])}",
+            f"  text: {clip(report['text'], self.max_text) or '(none)'}",
+        ]
+        if report["reasoning"]:
+            lines.append(f"  reasoning: {clip(report['reasoning'], self.max_text)}")
+        for call in report["tool_calls"]:
+            lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)})")
+        lines.append(f"  finish: {report['finish_reason']} · usage: {json.dumps(report['usage'], ensure_ascii=False)}")
+        for error in report["errors"]:
+            lines.append(f"  error: {error['message']}")
+        return "\n".join(lines)
+
+    def _write_json(self, obj: dict[str, Any]) -> None:
+        assert self.jsonl is not None
+        self.jsonl.write(json.dumps(obj, ensure_ascii=False, default=_plain) + "\n")
+        self.jsonl.flush()
+
+    @staticmethod
+    def _seconds(stream: LiveStream, at: float | None) -> float | None:
+        start = stream.session.started_at
+        return None if at is None or start is None else round(at - start, 6)
+
+    def _offset(self, stream: LiveStream, at: float | None) -> str:
+        seconds = self._seconds(stream, at)
+        return "" if seconds is None else f" +{seconds:.3f}s"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
+
+
+def _paint(style: str, text: str) -> str:
+    return f"\x1b[{_COLORS[style]}m{text}\x1b[0m"
+
+
+def _isatty(stream: IO[str]) -> bool:
+    isatty: Callable[[], bool] | None = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:
+        return False
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

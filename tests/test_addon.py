@@ -1,0 +1,264 @@
+"""The addon through mitmproxy's test helpers: selection, byte transparency,
+recording, options, replay of saved flows and fallback on internal errors."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import sse_event
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
+
+from ssemedic import timeline
+from ssemedic.addon import Medic
+
+CHUNKS = [
+    {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"reasoning_content": "Думаю…"}}]},
+    {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "Привет, "}}]},
+    {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "мир! 🌍"}}]},
+    {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+]
+BODY = b"".join(sse_event(c) for c in CHUNKS) + b"data: [DONE]\n\n"
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 0.05
+        return self.now
+
+
+def llm_flow(content_type: str = "text/event-stream", *, path: str = "/v1/chat/completions",
+             request: bytes = b'{"model": "gpt-4o", "stream": true}') -> Any:
+    f = tflow.tflow(resp=True)
+    f.request.method = "POST"
+    f.request.path = path
+    f.request.content = request
+    f.response.headers["content-type"] = content_type
+    f.response.content = None  # a live response: headers only so far
+    del f.response.headers["content-length"]
+    return f
+
+
+@pytest.fixture
+def medic() -> Iterator[tuple[Medic, io.StringIO, Any]]:
+    console = io.StringIO()
+    addon = Medic(console=console, clock=Clock(1_700_000_000.0))
+    with taddons.context(addon) as tctx:
+        yield addon, console, tctx
+
+
+def stream_through(addon: Medic, f: Any, chunks: list[bytes]) -> list[bytes]:
+    """Play a live response through the hooks the way mitmproxy does."""
+    addon.responseheaders(f)
+    sent: list[bytes] = []
+    if callable(f.response.stream):
+        for chunk in chunks:
+            sent += f.response.stream(chunk)
+        sent += f.response.stream(b"")
+    addon.response(f)
+    return sent
+
+
+def cut(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_event_stream_is_streamed_byte_for_byte_with_the_same_chunking(medic: Any) -> None:
+    addon, _, _ = medic
+    f = llm_flow()
+    chunks = cut(BODY, 7)  # cuts inside Cyrillic, emoji and data: lines
+    assert stream_through(addon, f, chunks) == chunks
+
+
+def test_saved_flow_keeps_raw_body_and_timeline(medic: Any) -> None:
+    addon, _, _ = medic
+    f = llm_flow()
+    chunks = cut(BODY, 50)
+    stream_through(addon, f, chunks)
+    assert f.response.raw_content == BODY
+    meta = f.metadata["ssemedic"]
+    tl = timeline.unpack(meta["timeline"])
+    assert [c for c, _ in tl.chunks(BODY)] == chunks
+    assert all(b > a for a, b in zip(tl.times, tl.times[1:]))
+    assert meta["provider"] == "openai-chat"
+
+
+def test_log_names_lifecycle_events_and_summary(medic: Any) -> None:
+    addon, console, _ = medic
+    stream_through(addon, llm_flow(), cut(BODY, 20))
+    log = console.getvalue()
+    assert "stream started: POST" in log and "provider openai-chat" in log
+    assert "upstream headers: 200 content-type=text/event-stream" in log
+    assert "first chunk" in log
+    assert 'reasoning "Думаю…"' in log
+    assert 'text "Привет, "' in log and 'text "мир! 🌍"' in log
+    assert "stop stop" in log and "end [DONE]" in log
+    assert "completed: 5 events" in log
+    assert "Привет, мир! 🌍" in log  # the summary panel's assembled text
+
+
+def test_summary_level_logs_no_event_lines(medic: Any) -> None:
+    addon, console, tctx = medic
+    tctx.configure(addon, ssemedic_log="summary")
+    stream_through(addon, llm_flow(), [BODY])
+    log = console.getvalue()
+    assert "#1" not in log and "completed" in log and "Привет, мир! 🌍" in log
+
+
+def test_off_level_logs_nothing(medic: Any) -> None:
+    addon, console, tctx = medic
+    tctx.configure(addon, ssemedic_log="off")
+    stream_through(addon, llm_flow(), [BODY])
+    assert console.getvalue() == ""
+
+
+def test_jsonl_has_one_object_per_event_and_a_summary(medic: Any, tmp_path: Path) -> None:
+    addon, _, tctx = medic
+    path = tmp_path / "events.jsonl"
+    tctx.configure(addon, ssemedic_jsonl=str(path))
+    stream_through(addon, llm_flow(), cut(BODY, 13))
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    events = [x for x in lines if x["type"] == "event"]
+    assert [x["index"] for x in events] == [0, 1, 2, 3, 4]
+    assert events[0]["parts"][-1] == {"kind": "reasoning", "text": "Думаю…", "hidden": False, "signature": None}
+    assert events[1]["parts"][-1]["text"] == "Привет, "
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["text"] == "Привет, мир! 🌍"
+    assert summary["finish_reason"] == "stop" and summary["provider"] == "openai-chat"
+
+
+def test_non_llm_response_is_left_alone(medic: Any) -> None:
+    addon, console, _ = medic
+    f = tflow.tflow(resp=True)
+    f.response.content = None
+    addon.responseheaders(f)
+    assert not callable(f.response.stream)
+    assert console.getvalue() == ""
+
+
+def test_filter_option_limits_the_flows(medic: Any) -> None:
+    addon, _, tctx = medic
+    tctx.configure(addon, ssemedic_filter="~u /v1/messages")
+    f = llm_flow()
+    addon.responseheaders(f)
+    assert not callable(f.response.stream)
+
+
+def test_mislabelled_event_stream_on_an_llm_path_is_found(medic: Any) -> None:
+    addon, console, _ = medic
+    f = llm_flow("text/plain")
+    sent = stream_through(addon, f, cut(BODY, 3))
+    assert b"".join(sent) == BODY
+    log = console.getvalue()
+    assert "served as 'text/plain', but the body is an event stream" in log
+    assert "Привет, мир! 🌍" in log
+
+
+def test_plain_json_answer_on_an_llm_path_stays_silent_and_keeps_its_body(medic: Any) -> None:
+    addon, console, _ = medic
+    answer = json.dumps({"choices": [{"message": {"content": "ok"}}]}).encode()
+    f = llm_flow("application/json", request=b'{"model": "x"}')
+    assert stream_through(addon, f, [answer[:5], answer[5:]]) == [answer[:5], answer[5:]]
+    assert f.response.raw_content == answer
+    assert console.getvalue() == ""
+    assert "ssemedic" not in f.metadata
+
+
+def test_gzip_stream_is_inspected_but_forwarded_compressed(medic: Any) -> None:
+    addon, console, _ = medic
+    f = llm_flow()
+    f.response.headers["content-encoding"] = "gzip"
+    compressed = gzip.compress(BODY)
+    chunks = cut(compressed, 16)
+    assert stream_through(addon, f, chunks) == chunks
+    assert f.response.raw_content == compressed
+    assert "Привет, мир! 🌍" in console.getvalue()
+
+
+def test_upstream_abort_keeps_the_partial_body_and_says_aborted(medic: Any) -> None:
+    addon, console, _ = medic
+    f = llm_flow()
+    addon.responseheaders(f)
+    partial = BODY[:150]
+    f.response.stream(partial)
+    f.error = tflow.terr("Server disconnected.")
+    addon.error(f)
+    assert f.response.raw_content == partial
+    assert "aborted: Server disconnected." in console.getvalue()
+    assert "timeline" in f.metadata["ssemedic"]
+
+
+def test_internal_error_passes_the_stream_through_and_is_logged_once(
+    medic: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addon, _, _ = medic
+    f = llm_flow()
+    addon.responseheaders(f)
+    live = addon.streams[f.id]
+
+    def broken(data: bytes, at: float | None = None) -> list[Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(live.session, "feed", broken)
+    chunks = cut(BODY, 9)
+    with caplog.at_level(logging.ERROR, logger="ssemedic"):
+        sent = [piece for chunk in chunks for piece in f.response.stream(chunk)] + f.response.stream(b"")
+        addon.response(f)
+    assert sent == chunks
+    assert f.response.raw_content == BODY
+    errors = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert len(errors) == 1 and "boom" in errors[0].getMessage()
+
+
+def test_replayed_flow_gives_the_same_log_as_live(medic: Any) -> None:
+    addon, console, _ = medic
+    live = llm_flow()
+    stream_through(addon, live, cut(BODY, 40))
+    live_log = console.getvalue()
+    console.seek(0)
+    console.truncate()
+    replayed = live.copy()  # a flow as -nr loads it: the whole body is present
+    replayed.id = live.id
+    addon.responseheaders(replayed)
+    assert not callable(replayed.response.stream)
+    addon.response(replayed)
+    assert console.getvalue() == live_log
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("ssemedic_log", "loud", "ssemedic_log: 'loud' is not one of events, summary, off"),
+        ("ssemedic_max_text", "many", "ssemedic_max_text: 'many' is not a whole number"),
+        ("ssemedic_max_text", "-3", "ssemedic_max_text: '-3' is not a whole number"),
+        ("ssemedic_filter", "~u (", "ssemedic_filter: '~u (' is not a valid filter expression"),
+        ("ssemedic_jsonl", "/nonexistent-dir/x.jsonl", "ssemedic_jsonl: cannot open"),
+    ],
+)
+def test_bad_option_values_name_the_option_and_the_problem(medic: Any, option: str, value: str, message: str) -> None:
+    addon, _, tctx = medic
+    with pytest.raises(exceptions.OptionsError, match=message.replace("(", r"\(")):
+        tctx.configure(addon, **{option: value})
+
+
+def test_report_command_summarises_selected_flows(medic: Any) -> None:
+    addon, console, tctx = medic
+    f = llm_flow()
+    stream_through(addon, f, [BODY])
+    console.seek(0)
+    console.truncate()
+    tctx.master.commands.collect_commands(addon)
+    assert "ssemedic.report" in tctx.master.commands.commands
+    tctx.master.commands.call("ssemedic.report", [f, tflow.tflow(resp=True)])
+    out = console.getvalue()
+    assert "Привет, мир! 🌍" in out and "#1" not in out
