@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from helpers import chunkings, run_session, sse_event, summary_without_timing
 
 from ssemedic import providers
-from ssemedic.parts import Malformed, Part, Reasoning, ToolCall, ToolResult
+from ssemedic.parts import Part, Reasoning, ToolResult
 from ssemedic.session import StreamSession
 
 PATH = "/v1/messages"

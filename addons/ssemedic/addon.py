@@ -101,7 +101,6 @@ class Medic:
 
     def done(self) -> None:
         self._close_jsonl()
-        self._unregister_view()
 
     # -- hooks ----------------------------------------------------------------
 
@@ -221,23 +220,13 @@ class Medic:
             self._jsonl = None
 
     def _register_view(self) -> None:
-        try:
-            from mitmproxy import contentviews
-
-            from .contentview import llm_stream_view
-        except ImportError:  # pragma: no cover - the view module ships with the package
-            return
-        contentviews.add(llm_stream_view)
-
-    def _unregister_view(self) -> None:
+        # mitmproxy 12 has no working way to unregister a view; adding it
+        # again (e.g. on script reload) replaces it.
         from mitmproxy import contentviews
 
-        try:
-            from .contentview import llm_stream_view
+        from .contentview import llm_stream_view
 
-            contentviews.registry.remove(llm_stream_view)  # type: ignore[attr-defined]
-        except Exception:
-            pass
+        contentviews.add(llm_stream_view)
 
 
 def _max_text(value: str) -> int:

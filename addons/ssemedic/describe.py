@@ -29,6 +29,13 @@ def clip(text: str, limit: int) -> str:
     return text
 
 
+def trim(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out (0: all)."""
+    if limit <= 0 or len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (+{len(text) - limit} chars)"
+
+
 def describe_part(part: Part, limit: int = 120) -> str:
     """One short phrase for one part, e.g. ``text "Привет"``."""
     match part:

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .describe import trim
 from .sources import Stream
 
 
@@ -22,13 +23,6 @@ def build(stream: Stream, *, provider: str | None = None) -> dict[str, Any]:
         report["timing"]["chunks"] = None  # the original chunking is unknown
     report["notes"] = list(stream.notes)
     return report
-
-
-def trim(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
-    if limit <= 0 or len(text) <= limit:
-        return text
-    return f"{text[:limit]}… (+{len(text) - limit} chars)"
 
 
 def _ms(value: float | None) -> str:

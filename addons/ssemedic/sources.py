@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .session import StreamSession, framing_for_content_type
+from .session import EventRecord, StreamSession, framing_for_content_type
 from .timeline import TimelineError, unpack
 
 #: flow.metadata key under which the addon keeps its per-flow data.
@@ -45,6 +45,11 @@ class Stream:
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
+        return self.run(provider=provider, keep=0)[0]
+
+    def run(self, *, provider: str | None = None, keep: int | None = None) -> tuple[StreamSession, list[EventRecord]]:
+        """Run a new session over the whole stream; return it, closed, with the
+        first ``keep`` event records (all when None)."""
         session = StreamSession(
             provider=provider,
             method=self.method,
@@ -53,10 +58,16 @@ class Stream:
             content_type=self.content_type,
             started_at=self.started_at,
         )
+        records: list[EventRecord] = []
+
+        def take(new: list[EventRecord]) -> None:
+            records.extend(new if keep is None else new[: max(keep - len(records), 0)])
+
         for data, at in self.chunks:
-            session.feed(data, at)
-        session.close(self.closed_at if self.chunks and self.chunks[-1][1] is not None else None)
-        return session
+            take(session.feed(data, at))
+        # A close time only when the chunks were timed: never mix known and unknown times.
+        take(session.close(self.closed_at if self.chunks and self.chunks[-1][1] is not None else None))
+        return session, records
 
 
 def sniff(head: bytes) -> str | None:
@@ -131,7 +142,7 @@ def _from_flow_file(path: Path) -> Iterator[Stream]:
         raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {type(exc).__name__}: {exc}") from None
     for number, flow in enumerate(flows, 1):
         if isinstance(flow, http.HTTPFlow) and flow.response is not None:
-            stream = _from_flow(flow, f"{path} #{number}")
+            stream = stream_from_flow(flow, f"{path} #{number}")
             if stream is not None:
                 yield stream
 
@@ -146,7 +157,8 @@ def _request_wants_stream(content: bytes | None) -> bool:
     return isinstance(body, dict) and body.get("stream") is True
 
 
-def _from_flow(flow: Any, label_prefix: str) -> Stream | None:
+def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
+    """The stream in an HTTP flow's response, or None when it holds none."""
     request, response = flow.request, flow.response
     content_type = response.headers.get("content-type")
     raw = response.raw_content
