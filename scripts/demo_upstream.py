@@ -1,0 +1,669 @@
+#!/usr/bin/env python3
+"""A small, deliberately misbehaving LLM upstream for the demo and the tests.
+
+It speaks OpenAI-compatible ``POST /v1/chat/completions`` (plus ``GET
+/v1/models``), Letta's ``POST /v1/agents/<id>/messages/stream`` and Ollama's
+``POST /api/chat``, and answers each request with a *scenario*: a healthy
+stream, or one of the faults ssemedic exists to find. Every payload is built
+with ``json.dumps`` following the provider's documented format (as in
+scripts/make_samples.py), never written as JSON by hand.
+
+The body goes out as explicit writes with a pause before each, flushed one by
+one, so a client sees the chunking: by default as HTTP/1.1 chunked frames,
+per scenario (or ``?framing=close``) as a close-delimited HTTP/1.0 body.
+Only the stdlib is used, and the stdlib parses every request; this module
+only *writes* chunk frames. It binds loopback addresses only.
+
+Choosing a scenario: a path prefix ``/s/<scenario>/...`` wins, then a request
+``model`` that names a scenario, then the endpoint's default (``healthy``,
+``letta-send-message`` or ``ollama``). ``?delay=SECONDS`` sets the pause
+between writes (default 0.03 s, which makes ``healthy`` last about 2 s).
+
+Usage: .venv/bin/python scripts/demo_upstream.py [--port 8777] [--list] [--max-seconds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import math
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("demo_upstream")
+
+#: The answer of every healthy stream (OpenAI, Letta and Ollama alike).
+HEALTHY_TEXT = (
+    "Привет! 👋 Ответ появляется по частям, потому что сервер отправляет его потоком: "
+    "каждое событие несёт маленький кусочек текста 🧩. Клиент склеивает кусочки по мере "
+    "прихода, поэтому слова печатаются прямо у вас на глазах ✨. Если поток оборвётся или "
+    "прокси начнёт копить данные, ssemedic покажет, где именно 🩺."
+)
+#: The reasoning streamed before the answer.
+HEALTHY_REASONING = (
+    "Пользователь спрашивает, почему ответ появляется по частям. "
+    "Объясню коротко и дружелюбно, с парой эмодзи."
+)
+#: What ``error-then-done`` says before its in-band error.
+ERROR_THEN_DONE_TEXT = "Конечно! 🛠️ Вот пять шагов, чтобы починить поток. Шаг первый: "
+#: The in-band error of ``error-then-done`` (the router bug in make_samples.py).
+ERROR_OBJECT = {"message": "upstream connection reset by peer", "type": "server_error", "code": "upstream_error"}
+
+DEFAULT_PORT = 8777
+DEFAULT_DELAY = 0.03
+#: A ``?delay=`` above this is refused: the server holds a thread per stream.
+MAX_DELAY = 5.0
+MAX_REQUEST_BODY = 1 << 20
+CREATED = 1763700000
+SSE_HEADERS = {
+    # Deliberately without no-transform and X-Accel-Buffering: a realistic,
+    # misconfigured upstream that lets proxies buffer or compress the stream.
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
+NDJSON_HEADERS = {"Content-Type": "application/x-ndjson"}
+DONE = b"data: [DONE]\n\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+Framing = Literal["chunked", "close", "length"]
+Write = tuple[float, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a scenario is asked: the request's model, whether to stream, and
+    the pause between writes in seconds."""
+
+    model: str
+    stream: bool
+    delay: float = DEFAULT_DELAY
+
+
+class Reply(NamedTuple):
+    """A scenario's answer: status, headers, the body as (pause, bytes) writes,
+    and how the body is delimited ("chunked", "close" or "length")."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: list[Write]
+    framing: Framing = "chunked"
+
+
+Scenario = Callable[[Call], Reply]
+
+
+# -- payloads ---------------------------------------------------------------
+
+
+def tokens(text: str) -> list[str]:
+    """Word-sized pieces, each with its trailing spaces, that join back to ``text``."""
+    return re.findall(r"\S+\s*", text)
+
+
+def sse(payload: Any) -> bytes:
+    """One SSE event whose data is ``payload`` as JSON."""
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def ndjson(payload: Any) -> bytes:
+    return (json.dumps(payload, ensure_ascii=False) + "\n").encode()
+
+
+def chat_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-demo7Qm",
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def chat_usage(text: str, reasoning: str) -> dict[str, int]:
+    completion = len(tokens(text)) + len(tokens(reasoning))
+    return {"prompt_tokens": 27, "completion_tokens": completion, "total_tokens": 27 + completion}
+
+
+def chat_opening(model: str, text: str, reasoning: str = "") -> list[bytes]:
+    """A chat stream up to its finish: role, reasoning deltas, content deltas."""
+    out = [sse(chat_chunk(model, {"role": "assistant", "content": ""}))]
+    out += [sse(chat_chunk(model, {"reasoning_content": piece})) for piece in tokens(reasoning)]
+    out += [sse(chat_chunk(model, {"content": piece})) for piece in tokens(text)]
+    return out
+
+
+def chat_finish(model: str) -> bytes:
+    return sse(chat_chunk(model, {}, "stop"))
+
+
+def chat_usage_event(model: str, text: str, reasoning: str) -> bytes:
+    return sse({**chat_chunk(model, {}), "choices": [], "usage": chat_usage(text, reasoning)})
+
+
+def healthy_events(model: str) -> list[bytes]:
+    """The healthy chat stream, event by event."""
+    return [
+        *chat_opening(model, HEALTHY_TEXT, HEALTHY_REASONING),
+        chat_finish(model),
+        chat_usage_event(model, HEALTHY_TEXT, HEALTHY_REASONING),
+        DONE,
+    ]
+
+
+def completion(model: str, text: str, reasoning: str) -> dict[str, Any]:
+    """The non-streamed chat.completion with the same answer."""
+    return {
+        "id": "chatcmpl-demo7Qm",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "reasoning_content": reasoning},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": chat_usage(text, reasoning),
+    }
+
+
+def json_reply(status: int, payload: Any, delay: float = 0.0, headers: dict[str, str] | None = None) -> Reply:
+    """A JSON body with a Content-Length, written once after ``delay``."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    return Reply(status, {**JSON_HEADERS, **(headers or {})}, [(delay, body)], "length")
+
+
+def error_reply(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Reply:
+    """An OpenAI-style error object."""
+    return json_reply(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}},
+                      headers=headers)
+
+
+# -- chunking ---------------------------------------------------------------
+
+
+def _inside_first_char(event: bytes) -> int:
+    """An offset just after the lead byte of the first multi-byte character."""
+    for index, byte in enumerate(event):
+        if byte >= 0xC0:
+            return index + 1
+    return len(event) // 2
+
+
+def stagger(events: Sequence[bytes], delay: float) -> list[Write]:
+    """Cut a body into one write per event, each ending at an awkward place.
+
+    Strategy: the write boundary follows the events in a cycle of three:
+    inside the event's first multi-byte character, in the middle of its line,
+    and at its end. So every kind of boundary a client must survive recurs
+    every third event, and the body still goes out in order, whole.
+    """
+    body = b"".join(events)
+    cuts: list[int] = []
+    start = 0
+    for index, event in enumerate(events):
+        offset = (_inside_first_char(event), len(event) // 2, len(event))[index % 3]
+        cuts.append(start + offset)
+        start += len(event)
+    cuts[-1] = len(body)
+    writes: list[Write] = []
+    previous = 0
+    for cut in cuts:
+        if cut > previous:
+            writes.append((delay, body[previous:cut]))
+            previous = cut
+    return writes
+
+
+def chunk_frame(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk: size in hex, CRLF, data, CRLF. ``data`` must not be
+    empty, since an empty chunk is the end of the body."""
+    if not data:
+        raise ValueError("an empty chunk would end the body")
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+# -- scenarios --------------------------------------------------------------
+
+
+def healthy(call: Call) -> Reply:
+    """the default: Russian answer with emoji after reasoning, usage, [DONE]; writes split characters and lines"""
+    if not call.stream:
+        return json_reply(200, completion(call.model, HEALTHY_TEXT, HEALTHY_REASONING), call.delay)
+    return Reply(200, dict(SSE_HEADERS), stagger(healthy_events(call.model), call.delay))
+
+
+def error_then_done(call: Call) -> Reply:
+    """some text, then data: {"error": ...} in the 200 stream, then [DONE] anyway"""
+    if not call.stream:
+        return json_reply(502, {"error": ERROR_OBJECT}, call.delay)
+    events = [*chat_opening(call.model, ERROR_THEN_DONE_TEXT), sse({"error": ERROR_OBJECT}), DONE]
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
+def no_done(call: Call) -> Reply:
+    """ends cleanly right after the finish_reason chunk: no usage, no [DONE]"""
+    if not call.stream:
+        return healthy(call)
+    events = [*chat_opening(call.model, HEALTHY_TEXT, HEALTHY_REASONING), chat_finish(call.model)]
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
+def buffered(call: Call) -> Reply:
+    """the healthy stream in one single write after the whole generation time, as a buffering proxy delivers it"""
+    if not call.stream:
+        return healthy(call)
+    events = healthy_events(call.model)
+    return Reply(200, dict(SSE_HEADERS), [(call.delay * len(events), b"".join(events))])
+
+
+#: The two parallel calls of ``tool-call``: (name, arguments).
+TOOL_CALLS = (
+    ("get_weather", {"city": "Москва", "units": "celsius"}),
+    ("get_time", {"timezone": "Europe/Moscow"}),
+)
+TOOL_CALL_TEXT = "Сейчас узнаю погоду и время в Москве ⏳"
+
+
+def tool_call(call: Call) -> Reply:
+    """a short text, then two parallel tool calls whose arguments arrive in fragments, finish_reason tool_calls"""
+    if not call.stream:
+        return healthy(call)
+    events = chat_opening(call.model, TOOL_CALL_TEXT)
+    for index, (name, arguments) in enumerate(TOOL_CALLS):
+        head = {"index": index, "id": f"call_demo{index}", "type": "function",
+                "function": {"name": name, "arguments": ""}}
+        events.append(sse(chat_chunk(call.model, {"tool_calls": [head]})))
+    # Interleave the argument fragments of both calls, as parallel calls stream.
+    texts = [json.dumps(arguments, ensure_ascii=False) for _, arguments in TOOL_CALLS]
+    for start in range(0, max(map(len, texts)), 9):
+        for index, text in enumerate(texts):
+            if start < len(text):
+                fragment = {"index": index, "function": {"arguments": text[start : start + 9]}}
+                events.append(sse(chat_chunk(call.model, {"tool_calls": [fragment]})))
+    events += [sse(chat_chunk(call.model, {}, "tool_calls")), chat_usage_event(call.model, TOOL_CALL_TEXT, ""), DONE]
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
+def _truncated_events(model: str) -> list[bytes]:
+    opening = chat_opening(model, HEALTHY_TEXT, HEALTHY_REASONING)
+    keep = len(opening) * 3 // 5
+    partial = opening[keep]
+    return [*opening[:keep], partial[: _inside_first_char(partial)]]
+
+
+def truncated(call: Call) -> Reply:
+    """stops inside an event (mid-character, no newline), then ends the chunked body with its 0-chunk"""
+    if not call.stream:
+        body = json.dumps(completion(call.model, HEALTHY_TEXT, HEALTHY_REASONING), ensure_ascii=False).encode()
+        return Reply(200, dict(JSON_HEADERS), [(call.delay, body[: len(body) // 2])], "close")
+    return Reply(200, dict(SSE_HEADERS), stagger(_truncated_events(call.model), call.delay))
+
+
+def truncated_close(call: Call) -> Reply:
+    """like truncated, but close-delimited HTTP/1.0: the connection just closes mid-event"""
+    return truncated(call)._replace(framing="close")
+
+
+LETTA_MESSAGE = {"id": "message-2b7c", "date": "2026-11-20T10:00:00+00:00"}
+
+
+def letta_events() -> list[bytes]:
+    """Letta's legacy form: the reply is the ``message`` argument of a
+    send_message tool call, its arguments streamed in fragments."""
+    call = {"name": "send_message", "tool_call_id": "call_Hx1"}
+    arguments = json.dumps({"message": HEALTHY_TEXT}, ensure_ascii=False)
+    out = [sse({**LETTA_MESSAGE, "message_type": "reasoning_message", "reasoning": piece})
+           for piece in tokens(HEALTHY_REASONING)]
+    out += [sse({**LETTA_MESSAGE, "message_type": "tool_call_message",
+                 "tool_call": {**call, "arguments": arguments[start : start + 17]}})
+            for start in range(0, len(arguments), 17)]
+    out.append(sse({**LETTA_MESSAGE, "id": "message-2b7d", "message_type": "tool_return_message",
+                    "tool_return": "None", "status": "success", "tool_call_id": "call_Hx1",
+                    "name": "send_message"}))
+    out.append(sse({"message_type": "stop_reason", "stop_reason": "end_turn"}))
+    out.append(sse({"message_type": "usage_statistics", **chat_usage(HEALTHY_TEXT, HEALTHY_REASONING),
+                    "step_count": 1}))
+    out.append(DONE)
+    return out
+
+
+def letta_send_message(call: Call) -> Reply:
+    """Letta agent stream whose reply hides in a send_message tool call (always streams)"""
+    return Reply(200, dict(SSE_HEADERS), stagger(letta_events(), call.delay))
+
+
+def ollama_line(model: str, **fields: Any) -> dict[str, Any]:
+    return {"model": model, "created_at": "2026-11-20T10:00:00.000Z", **fields}
+
+
+OLLAMA_STATS = {"total_duration": 1812000000, "load_duration": 21000000, "prompt_eval_count": 27,
+                "prompt_eval_duration": 90000000, "eval_duration": 1640000000}
+
+
+def ollama(call: Call) -> Reply:
+    """Ollama /api/chat NDJSON: thinking, then content, then a done line with counters"""
+    count = len(tokens(HEALTHY_TEXT)) + len(tokens(HEALTHY_REASONING))
+    final = {"done": True, "done_reason": "stop", **OLLAMA_STATS, "eval_count": count}
+    if not call.stream:
+        message = {"role": "assistant", "content": HEALTHY_TEXT, "thinking": HEALTHY_REASONING}
+        return json_reply(200, ollama_line(call.model, message=message, **final), call.delay)
+    lines = [ndjson(ollama_line(call.model, message={"role": "assistant", "content": "", "thinking": piece},
+                                done=False)) for piece in tokens(HEALTHY_REASONING)]
+    lines += [ndjson(ollama_line(call.model, message={"role": "assistant", "content": piece}, done=False))
+              for piece in tokens(HEALTHY_TEXT)]
+    lines.append(ndjson(ollama_line(call.model, message={"role": "assistant", "content": ""}, **final)))
+    return Reply(200, dict(NDJSON_HEADERS), stagger(lines, call.delay))
+
+
+#: name -> scenario; add one here and it is served, listed and selectable.
+SCENARIOS: dict[str, Scenario] = {
+    "healthy": healthy,
+    "error-then-done": error_then_done,
+    "no-done": no_done,
+    "tool-call": tool_call,
+    "buffered": buffered,
+    "truncated": truncated,
+    "truncated-close": truncated_close,
+    "letta-send-message": letta_send_message,
+    "ollama": ollama,
+}
+
+
+def describe(name: str) -> str:
+    """A scenario's one-line description (the first line of its docstring)."""
+    return (SCENARIOS[name].__doc__ or "").strip().splitlines()[0]
+
+
+# -- routing ----------------------------------------------------------------
+
+_PREFIX = re.compile(r"/s/(?P<scenario>[^/]+)(?P<rest>/.*)")
+_LETTA = re.compile(r"/v1/agents/[^/]+/messages/stream/?")
+
+
+class Endpoint(NamedTuple):
+    """A POST route: its default scenario, and whether it streams when the
+    request has no ``stream`` field (None: it always streams)."""
+
+    scenario: str
+    stream_default: bool | None
+
+
+def endpoint(path: str) -> Endpoint | None:
+    """The POST endpoint at ``path`` (without any /s/ prefix), or None."""
+    if path in ("/v1/chat/completions", "/chat/completions"):
+        return Endpoint("healthy", False)
+    if path == "/api/chat":
+        return Endpoint("ollama", True)
+    if _LETTA.fullmatch(path):
+        return Endpoint("letta-send-message", None)
+    return None
+
+
+# -- server -----------------------------------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes a request to a scenario and writes its reply, write by write."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "ssemedic-demo-upstream/0.1"
+    # Small writes must leave at once, not wait for the previous one's ACK.
+    disable_nagle_algorithm = True
+    timeout = 60
+
+    server: DemoServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        prefix = _PREFIX.fullmatch(url.path)
+        scenario, rest = (prefix["scenario"], prefix["rest"]) if prefix else ("healthy", url.path)
+        if prefix and scenario not in SCENARIOS:
+            self._refuse(*self._unknown_scenario(scenario))
+        elif rest in ("/v1/models", "/models"):
+            model = {"id": scenario, "object": "model", "created": CREATED, "owned_by": "ssemedic-demo"}
+            self._log(f"-> models ({scenario})")
+            self._send(json_reply(200, {"object": "list", "data": [model]}))
+        elif rest == "/":
+            self._log("-> index")
+            self._send(json_reply(200, {"scenarios": {name: describe(name) for name in SCENARIOS}}))
+        else:
+            self._refuse(*self._not_found())
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        prefix = _PREFIX.fullmatch(url.path)
+        route = endpoint(prefix["rest"] if prefix else url.path)
+        if route is None:
+            self._refuse(*self._not_found())
+            return
+        if prefix and prefix["scenario"] not in SCENARIOS:
+            self._refuse(*self._unknown_scenario(prefix["scenario"]))
+            return
+        try:
+            body = self._read_json()
+            delay, framing = self._options(url.query)
+        except _Refusal as refusal:
+            self._refuse(refusal.reply, refusal.reason)
+            return
+        model = body.get("model")
+        if prefix:
+            name = prefix["scenario"]
+        elif isinstance(model, str) and model in SCENARIOS:
+            name = model
+        else:
+            name = route.scenario
+        stream = True if route.stream_default is None else body.get("stream", route.stream_default) is True
+        reply = SCENARIOS[name](Call(model if isinstance(model, str) and model else name, stream, delay))
+        if framing is not None and reply.framing != "length":
+            reply = reply._replace(framing=framing)
+        self._log(f"-> {name} ({'stream' if stream else 'whole'}, {reply.framing}, delay {delay:g}s)")
+        self._send(reply, scenario=name)
+
+    # -- request ------------------------------------------------------------
+
+    def _read_json(self) -> dict[str, Any]:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            # Decoding chunked requests is the one parse the stdlib does not
+            # do, and no client of this demo needs it.
+            raise _Refusal(error_reply(411, "send the request body with a Content-Length", "length_required",
+                                       {"Connection": "close"}), "411 chunked request")
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise _Refusal(error_reply(400, "Content-Length is not a number", "bad_length",
+                                       {"Connection": "close"}), "400 bad Content-Length") from None
+        if length < 0 or length > MAX_REQUEST_BODY:
+            raise _Refusal(error_reply(413, f"request bodies are limited to {MAX_REQUEST_BODY} bytes",
+                                       "too_large", {"Connection": "close"}), "413 too large")
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _Refusal(error_reply(400, f"request body is not JSON: {exc}", "bad_json"), "400 bad JSON") from None
+        if not isinstance(body, dict):
+            raise _Refusal(error_reply(400, "request body must be a JSON object", "bad_json"), "400 not an object")
+        return body
+
+    def _options(self, query: str) -> tuple[float, Framing | None]:
+        params = parse_qs(query)
+        delay = self.server.delay
+        if "delay" in params:
+            try:
+                delay = float(params["delay"][-1])
+            except ValueError:
+                delay = math.nan
+            if not 0 <= delay <= MAX_DELAY:
+                raise _Refusal(error_reply(400, f"delay must be seconds between 0 and {MAX_DELAY}",
+                                           "bad_delay"), "400 bad delay")
+        match params.get("framing", [None])[-1]:
+            case None:
+                return delay, None
+            case "chunked":
+                return delay, "chunked"
+            case "close":
+                return delay, "close"
+        raise _Refusal(error_reply(400, "framing must be chunked or close", "bad_framing"), "400 bad framing")
+
+    def _not_found(self) -> tuple[Reply, str]:
+        return error_reply(404, f"no route for {self.command} {self.path}", "not_found"), "404 no route"
+
+    def _unknown_scenario(self, name: str) -> tuple[Reply, str]:
+        message = f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}"
+        return error_reply(404, message, "unknown_scenario"), "404 unknown scenario"
+
+    # -- response -----------------------------------------------------------
+
+    def _log(self, what: str) -> None:
+        log.info("%s %s %s", self.command, self.path, what)
+
+    def _refuse(self, reply: Reply, reason: str) -> None:
+        self._log(f"-> {reason}")
+        self._send(reply)
+
+    def _send(self, reply: Reply, scenario: str = "-") -> None:
+        framing = reply.framing
+        if framing == "chunked" and self.request_version != "HTTP/1.1":
+            framing = "close"
+        if framing == "close":
+            # An old-style body that ends when the connection does.
+            self.protocol_version = "HTTP/1.0"
+            self.close_connection = True
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        elif framing == "length":
+            self.send_header("Content-Length", str(sum(len(chunk) for _, chunk in reply.chunks)))
+        else:
+            self.send_header("Connection", "close")
+        written = 0
+        try:
+            self.end_headers()
+            for delay, chunk in reply.chunks:
+                if delay:
+                    time.sleep(delay)
+                if chunk:
+                    self.wfile.write(chunk_frame(chunk) if framing == "chunked" else chunk)
+                    self.wfile.flush()
+                written += 1
+            if framing == "chunked":
+                self.wfile.write(LAST_CHUNK)
+                self.wfile.flush()
+        except (ConnectionError, TimeoutError) as exc:
+            self.close_connection = True
+            log.info("  client went away during %s after %d of %d writes (%s)",
+                     scenario, written, len(reply.chunks), type(exc).__name__)
+
+
+class _Refusal(Exception):
+    """A request we answer with an error reply instead of a scenario."""
+
+    def __init__(self, reply: Reply, reason: str) -> None:
+        super().__init__(reason)
+        self.reply = reply
+        self.reason = reason
+
+
+class DemoServer(ThreadingHTTPServer):
+    """The threaded server; ``delay`` is the default pause between writes,
+    and ``shutdown()`` also closes the listening socket."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], delay: float = DEFAULT_DELAY) -> None:
+        super().__init__(address, Handler)
+        self.delay = delay
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.server_close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up is normal here; only real bugs get a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.info("connection from %s:%s dropped (%s)", *client_address[:2], type(exc).__name__)
+            return
+        super().handle_error(request, client_address)
+
+
+def check_loopback(host: str) -> None:
+    """Raise ValueError unless ``host`` is an IPv4 loopback address or localhost."""
+    try:
+        loopback = ipaddress.IPv4Address("127.0.0.1" if host == "localhost" else host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the demo upstream binds loopback addresses only (127.0.0.0/8), not {host!r}")
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, *, delay: float = DEFAULT_DELAY) -> tuple[DemoServer, threading.Thread]:
+    """Start the server in a daemon thread. Port 0 picks a free port (read it
+    from ``server.server_address[1]``); ``server.shutdown()`` stops it."""
+    check_loopback(host)
+    server = DemoServer((host, port), delay)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="demo-upstream", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    parser.add_argument("--delay", type=float, default=DEFAULT_DELAY,
+                        help=f"default seconds between writes (default {DEFAULT_DELAY}; ?delay= overrides)")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="N",
+                        help="stop by itself after N seconds (default: run until Ctrl-C)")
+    parser.add_argument("--list", action="store_true", help="print the scenarios, one a line, and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        width = max(map(len, SCENARIOS))
+        for name in SCENARIOS:
+            print(f"{name:<{width}}  {describe(name)}")
+        return 0
+    if not 0 <= args.delay <= MAX_DELAY:
+        parser.error(f"--delay must be between 0 and {MAX_DELAY}")
+    try:
+        check_loopback(args.host)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    server = DemoServer((args.host, args.port), args.delay)
+    host, port = server.server_address[:2]
+    log.info("demo upstream on http://%s:%s/v1 (scenarios: %s)", host, port, ", ".join(SCENARIOS))
+    if args.max_seconds is not None:
+        timer = threading.Timer(args.max_seconds, server.shutdown)
+        timer.daemon = True
+        timer.start()
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    log.info("demo upstream stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
