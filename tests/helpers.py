@@ -48,8 +48,14 @@ def run_session(chunks: list[bytes], **kwargs: Any) -> StreamSession:
     return session
 
 
+#: Faults that describe the chunking or timing itself, not the stream's content.
+CHUNKING_FAULTS = {"utf8-split", "event-split", "buffered-burst", "stall"}
+
+
 def summary_without_timing(session: StreamSession) -> dict[str, Any]:
-    """What must not depend on chunking: everything but the timeline."""
+    """What must not depend on chunking: everything but the timeline and the
+    faults that are about chunking."""
     out = session.summary()
     out.pop("timing")
+    out["faults"] = [f for f in out["faults"] if f["kind"] not in CHUNKING_FAULTS]
     return out

@@ -172,6 +172,11 @@ def message_lines(session: StreamSession, notes: Iterable[str] = ()) -> list[str
     for err in message.errors:
         kind = "/".join(k for k in (err.type, err.code) if k)
         lines.append(_field("error", f"[{kind}] {err.message}" if kind else err.message))
+    for fault in session.faults:
+        where = f" (event #{fault.event_index})" if fault.event_index is not None else ""
+        detail = f": {fault.detail}" if fault.detail else ""
+        lines.append(_field("fault", f"{fault.kind} [{fault.severity}]{where}{detail} — {fault.message}"))
+        lines.append(_field("", f"fix: {fault.hint}"))
     for issue in session.issues[:MAX_ISSUE_LINES]:
         lines.append(_field("issue", f"{issue.kind} @{issue.offset}: {issue.detail}"))
     listed = min(len(session.issues), MAX_ISSUE_LINES)

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from . import timeline
 from .decoding import DecodeError, StreamDecoder, supported
+from .diagnose import DEFAULT_STALL_SECONDS
+from .faults import Fault
 from .session import EventRecord, StreamSession
 from .sources import sniff as sniff_kind
 
@@ -39,6 +41,7 @@ class Sink(Protocol):
     def progress(self, stream: LiveStream) -> None: ...
     def finished(self, stream: LiveStream, error: str | None) -> None: ...
     def internal_error(self, stream: LiveStream, exc: BaseException) -> None: ...
+    def fault(self, stream: LiveStream, fault: Fault) -> None: ...
 
 
 class LiveStream:
@@ -59,6 +62,7 @@ class LiveStream:
         provider: str | None = None,
         clock: Callable[[], float] = time.time,
         sniff: bool = False,
+        stall_after: float = DEFAULT_STALL_SECONDS,
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -73,6 +77,8 @@ class LiveStream:
             request_headers=request_headers,
             content_type=self.response_headers.get("content-type"),
             started_at=started_at,
+            response_headers=self.response_headers,
+            stall_after=stall_after,
         )
         encoding = self.response_headers.get("content-encoding")
         self.notes: list[str] = []
@@ -202,11 +208,14 @@ class LiveStream:
             self.sink.progress(self)
 
     def _close(self, at: float | None) -> None:
-        self._emit(self.session.close(at))
+        client_gone = self.error is not None and "client disconnected" in self.error.lower()
+        self._emit(self.session.close(at, clean=self.error is None, client_gone=client_gone))
 
     def _emit(self, records: Iterable[EventRecord]) -> None:
         for record in records:
             self.sink.event(self, record)
+        for fault in self.session.new_faults():
+            self.sink.fault(self, fault)
 
     # -- results ---------------------------------------------------------------
 

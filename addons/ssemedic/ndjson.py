@@ -43,6 +43,11 @@ class NDJSONParser:
         return self.log.issues
 
     @property
+    def pending_bytes(self) -> bytes:
+        """The buffered start of an unfinished event (or line), if any."""
+        return self._buf
+
+    @property
     def pending(self) -> int:
         return self.consumed - self.boundary
 

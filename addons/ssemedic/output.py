@@ -17,6 +17,7 @@ from typing import IO, Any
 from rich.console import Console
 
 from .describe import clip, describe, part_to_dict
+from .faults import Fault
 from .live import LiveStream, header_summary
 from .report import panel
 from .session import EventRecord
@@ -105,6 +106,16 @@ class Reporter:
         if self.jsonl is not None:
             self._write_json({"type": "summary", "flow": stream.flow_id, **report})
 
+    def fault(self, stream: LiveStream, fault: Fault) -> None:
+        where = f" (event #{fault.event_index})" if fault.event_index is not None else ""
+        detail = f": {clip(fault.detail, self.max_text)}" if fault.detail else ""
+        style = {"error": "red", "warning": "yellow"}.get(str(fault.severity), "dim")
+        self._line(stream, style, f"FAULT {fault.kind}{where}{detail} — {fault.message}")
+        if self.level == "events":
+            self._line(stream, "dim", f"  fix: {fault.hint}")
+        if self.jsonl is not None:
+            self._write_json({"type": "fault", "flow": stream.flow_id, **fault.to_dict()})
+
     def internal_error(self, stream: LiveStream, exc: BaseException) -> None:
         logger.error(
             "[%s] ssemedic internal error; the flow passes through unchanged: %r",
@@ -142,6 +153,8 @@ class Reporter:
         lines.append(f"  finish: {report['finish_reason']} · usage: {json.dumps(report['usage'], ensure_ascii=False)}")
         for error in report["errors"]:
             lines.append(f"  error: {error['message']}")
+        for fault in report["faults"]:
+            lines.append(f"  fault: {fault['kind']} ({fault['severity']}): {fault['message']} — fix: {fault['hint']}")
         return "\n".join(lines)
 
     def _write_json(self, obj: dict[str, Any]) -> None:

@@ -73,12 +73,23 @@ def panel(report: dict[str, Any], *, max_text: int = 2000) -> Panel:
     for error in report["errors"]:
         kind = f"[{error['type']}] " if error.get("type") else ""
         row("error", f"{kind}{error['message']}", "bold red")
+    for fault in report["faults"]:
+        style = {"error": "bold red", "warning": "yellow"}.get(fault["severity"], "")
+        times = f" ×{fault['count']}" if fault.get("count", 1) > 1 else ""
+        detail = f" ({fault['detail']})" if fault["detail"] else ""
+        row("fault", f"{fault['kind']}{times}: {fault['message']}{detail}", style)
     for issue in report["issues"]:
         where = f" @{issue['offset']}" if "offset" in issue else f" event #{issue['event_index']}"
         row("issue", f"{issue['kind']}{where}: {issue['detail']}", "yellow")
     for note in report["notes"]:
         row("note", note, "dim")
-    border = "red" if report["errors"] else ("yellow" if report["issues"] or not report["complete"] else "green")
+    severities = {fault["severity"] for fault in report["faults"]}
+    if report["errors"] or "error" in severities:
+        border = "red"
+    elif report["issues"] or "warning" in severities or not report["complete"]:
+        border = "yellow"
+    else:
+        border = "green"
     return Panel(grid, title=Text(report["source"], style="bold"), title_align="left", border_style=border)
 
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import providers
+from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
+from .faults import Fault
 from .framing import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
 from .message import Message
 from .ndjson import NDJSONParser
@@ -81,6 +83,8 @@ class StreamSession:
     registered provider; when None it is detected from the request, then from
     the first payloads. ``started_at`` is when the request was sent; times are
     seconds on any clock, as long as it is the same for every call.
+    ``response_headers``, when known, are diagnosed too (compression,
+    Content-Length, caching headers, a Content-Type that does not match).
     """
 
     def __init__(
@@ -94,6 +98,8 @@ class StreamSession:
         content_type: str | None = None,
         started_at: float | None = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        response_headers: Mapping[str, str] | None = None,
+        stall_after: float = DEFAULT_STALL_SECONDS,
     ) -> None:
         if framing not in (None, "sse", "ndjson"):
             raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
@@ -124,6 +130,10 @@ class StreamSession:
         self.first_token_at: float | None = None
         self._timed = True
         self.bytes = 0
+        self.diagnoser = Diagnoser(stall_after=stall_after)
+        self._response_headers = response_headers
+        self._declared_framing = framing_for_content_type(content_type)
+        self._faults_taken = 0
 
     # -- feeding -----------------------------------------------------------
 
@@ -146,10 +156,17 @@ class StreamSession:
             head = self._sniff.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
             parser = self._make_parser("ndjson" if head in (b"{", b"[") else "sse")
             data, self._sniff = self._sniff, b""
-        return self._records(parser.feed(data), at)
+        if self._response_headers is not None:
+            assert self.framing is not None
+            self.diagnoser.headers(self._response_headers, self._declared_framing, self.framing)
+            self._response_headers = None
+        records = self._records(parser.feed(data), at)
+        self.diagnoser.chunk(self, data)
+        return records
 
-    def close(self, at: float | None = None) -> list[EventRecord]:
-        """The stream ended (cleanly or not); return the events that completes."""
+    def close(self, at: float | None = None, *, clean: bool = True, client_gone: bool = False) -> list[EventRecord]:
+        """The stream ended; ``clean`` is False when the connection broke,
+        ``client_gone`` when the client hung up. Return the events that completes."""
         if self.closed:
             return []
         self.closed = True
@@ -161,7 +178,9 @@ class StreamSession:
             self._sniff = b""
         else:
             records = []
-        return records + self._records(parser.close(), at)
+        records += self._records(parser.close(), at)
+        self.diagnoser.end(self, clean=clean, client_gone=client_gone)
+        return records
 
     def _note_time(self, at: float | None) -> None:
         if at is None and self._timed:
@@ -194,11 +213,24 @@ class StreamSession:
                 self.event_times.append(at)
                 if self.first_token_at is None and any(isinstance(p, TOKEN_PARTS) for p in parts):
                     self.first_token_at = at
-            records.append(EventRecord(self.event_count, at if self._timed else None, event, parts))
+            record = EventRecord(self.event_count, at if self._timed else None, event, parts)
+            records.append(record)
+            self.diagnoser.event(self, record)
             self.event_count += 1
         return records
 
     # -- results -----------------------------------------------------------
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Faults found so far, each kind once (see diagnose.py)."""
+        return self.diagnoser.faults
+
+    def new_faults(self) -> list[Fault]:
+        """Faults found since the last call."""
+        faults = self.diagnoser.faults
+        new, self._faults_taken = faults[self._faults_taken :], len(faults)
+        return new
 
     @property
     def issues(self) -> list[ParseIssue]:
@@ -257,5 +289,7 @@ class StreamSession:
                 {"kind": m.kind, "event_index": index, "detail": m.detail}
                 for index, m in self.malformed_events[:100]
             ],
-            "faults": [],
+            "faults": [
+                {**fault.to_dict(), "count": self.diagnoser.counts[fault.kind]} for fault in self.faults
+            ],
         }

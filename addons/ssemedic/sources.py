@@ -42,6 +42,10 @@ class Stream:
     content_type: str | None = None
     status: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: None for raw captures: then no header faults can be diagnosed.
+    response_headers: dict[str, str] | None = None
+    #: Whether the connection broke before the body ended (a saved aborted flow).
+    aborted: bool = False
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
@@ -57,6 +61,7 @@ class Stream:
             request_headers=self.request_headers,
             content_type=self.content_type,
             started_at=self.started_at,
+            response_headers=self.response_headers,
         )
         records: list[EventRecord] = []
 
@@ -66,7 +71,8 @@ class Stream:
         for data, at in self.chunks:
             take(session.feed(data, at))
         # A close time only when the chunks were timed: never mix known and unknown times.
-        take(session.close(self.closed_at if self.chunks and self.chunks[-1][1] is not None else None))
+        closed_at = self.closed_at if self.chunks and self.chunks[-1][1] is not None else None
+        take(session.close(closed_at, clean=not self.aborted))
         return session, records
 
 
@@ -206,4 +212,6 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
         content_type=content_type,
         status=response.status_code,
         notes=notes,
+        response_headers=dict(response.headers.items()),
+        aborted=flow.error is not None,
     )

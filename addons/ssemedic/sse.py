@@ -96,6 +96,11 @@ class SSEParser:
         )
 
     @property
+    def pending_bytes(self) -> bytes:
+        """The buffered start of an unfinished event (or line), if any."""
+        return self._buf
+
+    @property
     def pending(self) -> int:
         """Bytes received but not yet part of a complete block."""
         return self.consumed - self.boundary

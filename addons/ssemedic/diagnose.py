@@ -1,0 +1,171 @@
+"""Diagnosis: a stream's record in, faults out, as the stream goes by.
+
+Strategy: the session calls one method per step it takes (headers, each
+chunk, each event, the end) and the diagnoser looks only at what that step
+adds, so the work per chunk stays small. Each fault kind is reported once, at
+its first occurrence (with its event index or offset); ``counts`` keeps how
+often it happened.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .faults import Fault, FaultKind
+from .framing import IssueKind, ParseIssue
+from .parts import Done, Error, Malformed
+
+if TYPE_CHECKING:
+    from .session import EventRecord, StreamSession
+
+#: Default silence between events that counts as a stall, in seconds.
+DEFAULT_STALL_SECONDS = 10.0
+#: A stream of at least this many events that arrived in at most
+#: BURST_MAX_ARRIVALS separate chunks was buffered somewhere.
+BURST_MIN_EVENTS = 6
+BURST_MAX_ARRIVALS = 2
+
+_ISSUE_FAULTS = {
+    IssueKind.INVALID_UTF8: FaultKind.INVALID_UTF8,
+    IssueKind.BOM: FaultKind.BOM,
+    IssueKind.OVERSIZED_EVENT: FaultKind.OVERSIZED_EVENT,
+}
+
+
+def splits_a_character(data: bytes) -> bool:
+    """Whether ``data`` ends inside a UTF-8 multi-byte sequence."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for the lead
+        if byte >= 0xF0:
+            need = 4
+        elif byte >= 0xE0:
+            need = 3
+        elif byte >= 0xC0:
+            need = 2
+        else:
+            return False  # ASCII
+        return back < need
+    return False
+
+
+class Diagnoser:
+    """Collects the faults of one stream; see the module docstring."""
+
+    def __init__(self, *, stall_after: float = DEFAULT_STALL_SECONDS) -> None:
+        self.stall_after = stall_after
+        self.faults: list[Fault] = []
+        self.counts: Counter[FaultKind] = Counter()
+        self._error_seen = False
+        self._last_event_time: float | None = None
+        self._issues_seen = 0
+
+    def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
+            offset: int | None = None) -> None:
+        self.counts[kind] += 1
+        if self.counts[kind] == 1:
+            self.faults.append(Fault(kind, detail, event_index, offset))
+
+    # -- steps ------------------------------------------------------------------
+
+    def headers(self, headers: Mapping[str, str], declared: str | None, actual: str) -> None:
+        """The response headers, once the body's real framing is known."""
+        h = {k.lower(): v for k, v in headers.items()}
+        encoding = h.get("content-encoding", "").strip().lower()
+        if encoding and encoding != "identity":
+            self.add(FaultKind.COMPRESSED_STREAM, f"Content-Encoding: {h['content-encoding']}")
+        if "content-length" in h:
+            self.add(FaultKind.CONTENT_LENGTH_ON_STREAM, f"Content-Length: {h['content-length']}")
+        if "no-transform" not in h.get("cache-control", "").lower():
+            self.add(FaultKind.MISSING_NO_TRANSFORM, f"Cache-Control: {h.get('cache-control', '(none)')}")
+        if h.get("x-accel-buffering", "").strip().lower() != "no":
+            self.add(FaultKind.MISSING_ACCEL_BUFFERING, f"X-Accel-Buffering: {h.get('x-accel-buffering', '(none)')}")
+        if declared != actual:
+            expected = "text/event-stream" if actual == "sse" else "application/x-ndjson"
+            self.add(FaultKind.WRONG_CONTENT_TYPE,
+                     f"a {actual} body served as {h.get('content-type', '(no Content-Type)')}; expected {expected}")
+
+    def chunk(self, session: StreamSession, data: bytes) -> None:
+        """After the session parsed one chunk ending at ``session.bytes``."""
+        end = session.bytes
+        if splits_a_character(data):
+            self.add(FaultKind.UTF8_SPLIT, "a chunk ended inside a character", offset=end)
+        parser = session.parser
+        if parser is not None and parser.pending_bytes.strip(b"\r\n"):
+            self.add(FaultKind.EVENT_SPLIT, "a chunk ended inside an event", offset=end)
+        self._issues(session)
+
+    def event(self, session: StreamSession, record: EventRecord) -> None:
+        for part in record.parts:
+            if isinstance(part, Error):
+                self._error_seen = True
+                self.add(FaultKind.ERROR_IN_STREAM, part.message, event_index=record.index)
+            elif isinstance(part, Done) and part.marker == "[DONE]" and self._error_seen:
+                self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=record.index)
+            elif isinstance(part, Malformed) and part.kind == "invalid-json":
+                self.add(FaultKind.INVALID_JSON, part.detail, event_index=record.index)
+        if record.time is not None:
+            last, self._last_event_time = self._last_event_time, record.time
+            if last is not None and record.time - last > self.stall_after:
+                self.add(FaultKind.STALL, f"{record.time - last:.1f} s without events before event "
+                         f"#{record.index} (threshold {self.stall_after:g} s)", event_index=record.index)
+
+    def end(self, session: StreamSession, *, clean: bool, client_gone: bool = False) -> None:
+        """The stream ended; ``clean`` is False when the connection broke.
+        When the client hung up (``client_gone``), an unfinished stream is the
+        client's doing, not the upstream's: no truncation faults then."""
+        from .providers import GENERIC
+
+        self._issues(session)
+        self._line_endings(session)
+        message = session.message
+        incomplete = any(i.kind == IssueKind.INCOMPLETE_EVENT for i in session.issues)
+        known = session.provider != GENERIC
+        if client_gone:
+            pass
+        elif not clean:
+            self.add(FaultKind.TRUNCATED, "the connection broke before the stream ended", offset=session.bytes)
+        elif incomplete:
+            self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=session.bytes)
+        elif known and not session.complete and not message.errors:
+            self.add(FaultKind.TRUNCATED, f"the {session.provider} stream ended without its terminal signal",
+                     offset=session.bytes)
+        if (session.provider == "openai-chat" and clean and not client_gone
+                and "[DONE]" not in message.markers and not message.errors):
+            self.add(FaultKind.MISSING_DONE, "", offset=session.bytes)
+        for call in message.tool_calls.values():
+            problem = call.arguments_error
+            if problem is not None:
+                self.add(FaultKind.INVALID_TOOL_ARGUMENTS, f"{call.name or call.key}: {problem}")
+        if message.text_via:
+            self.add(FaultKind.TEXT_IN_TOOL_CALL, "reply text arrived via " + ", ".join(message.text_via))
+        if (known and clean and session.complete and not message.errors and not message.text
+                and not message.reasoning and not message.tool_calls and not message.refusal):
+            self.add(FaultKind.EMPTY_RESPONSE)
+        arrivals = len(set(session.event_times))
+        if session.event_count >= BURST_MIN_EVENTS and 0 < arrivals <= BURST_MAX_ARRIVALS:
+            self.add(FaultKind.BUFFERED_BURST,
+                     f"{session.event_count} events arrived in {arrivals} burst{'s' * (arrivals > 1)}")
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _issues(self, session: StreamSession) -> None:
+        issues: list[ParseIssue] = session.issues
+        for issue in issues[self._issues_seen :]:
+            kind = _ISSUE_FAULTS.get(issue.kind)
+            if kind is not None:
+                self.add(kind, issue.detail, offset=issue.offset)
+        self._issues_seen = len(issues)
+
+    def _line_endings(self, session: StreamSession) -> None:
+        endings = getattr(session.parser, "line_endings", None)
+        if not endings:
+            return
+        used = [kind for kind, n in endings.items() if n]
+        if endings["cr"]:
+            self.add(FaultKind.CR_LINE_ENDINGS, f"{endings['cr']} lines end with a bare CR")
+        if len(used) > 1:
+            self.add(FaultKind.MIXED_LINE_ENDINGS, ", ".join(f"{n} {kind.upper()}" for kind, n in endings.items() if n))
