@@ -243,6 +243,8 @@ def test_replayed_flow_gives_the_same_log_as_live(medic: Any) -> None:
         ("ssemedic_max_text", "-3", "ssemedic_max_text: '-3' is not a whole number"),
         ("ssemedic_filter", "~u (", "ssemedic_filter: '~u (' is not a valid filter expression"),
         ("ssemedic_jsonl", "/nonexistent-dir/x.jsonl", "ssemedic_jsonl: cannot open"),
+        ("ssemedic_stall", "soon", "ssemedic_stall: 'soon' is not a number of seconds > 0"),
+        ("ssemedic_stall", "0", "ssemedic_stall: '0' is not a number of seconds > 0"),
     ],
 )
 def test_bad_option_values_name_the_option_and_the_problem(medic: Any, option: str, value: str, message: str) -> None:
@@ -262,3 +264,10 @@ def test_report_command_summarises_selected_flows(medic: Any) -> None:
     tctx.master.commands.call("ssemedic.report", [f, tflow.tflow(resp=True)])
     out = console.getvalue()
     assert "Привет, мир! 🌍" in out and "#1" not in out
+
+
+def test_stall_option_sets_the_threshold(medic: Any) -> None:
+    addon, console, tctx = medic
+    tctx.configure(addon, ssemedic_stall="0.01")
+    stream_through(addon, llm_flow(), cut(BODY, 60))  # the fake clock ticks 50 ms per chunk
+    assert "FAULT stall" in console.getvalue()

@@ -195,3 +195,15 @@ def test_console_command_and_module_both_work(tmp_path: Path, command: list[str]
     done = subprocess.run([*command, "report", "--json", str(capture)], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["text"] == "Привет, мир! 🌍"
+
+
+def test_faults_command_lists_the_whole_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    from ssemedic.faults import CATALOGUE, FaultKind
+
+    assert main(["faults", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["kind"] for e in entries] == [str(k) for k in FaultKind]
+    assert all(e["message"] and e["hint"] and e["severity"] in ("error", "warning", "info") for e in entries)
+    assert len(entries) == len(CATALOGUE)
+    assert main(["faults"]) == 0
+    assert "buffered-burst" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
 from . import sources
 from .live import LiveStream
 from .output import LOG_LEVELS, Reporter
+from .diagnose import DEFAULT_STALL_SECONDS
 from .providers import detect_from_request
 from .session import framing_for_content_type
 from .timeline import TimelineError, unpack
@@ -35,6 +36,7 @@ class Medic:
         self.clock = clock
         self.streams: dict[str, LiveStream] = {}
         self.filter: flowfilter.TFilter | None = None
+        self.stall_after = DEFAULT_STALL_SECONDS
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
 
@@ -58,6 +60,10 @@ class Medic:
             "flushed line by line.",
         )
         loader.add_option(
+            "ssemedic_stall", str, "10",
+            "Seconds of silence between two events that ssemedic reports as a stall.",
+        )
+        loader.add_option(
             "ssemedic_max_text", str, "200",
             "How many characters of text ssemedic shows per log line and summary field; 0 shows all.",
         )
@@ -70,6 +76,8 @@ class Medic:
             )
         if "ssemedic_max_text" in updated:
             _max_text(opts.ssemedic_max_text)
+        if "ssemedic_stall" in updated:
+            self.stall_after = _stall(opts.ssemedic_stall)
         if "ssemedic_filter" in updated:
             self.filter = None
             if opts.ssemedic_filter:
@@ -170,6 +178,7 @@ class Medic:
             sink=reporter or self.reporter,
             clock=self.clock,
             sniff=sniff,
+            stall_after=self.stall_after,
         )
         return stream
 
@@ -237,6 +246,16 @@ def _max_text(value: str) -> int:
     if number < 0:
         raise exceptions.OptionsError(f"ssemedic_max_text: {value!r} is not a whole number >= 0")
     return number
+
+
+def _stall(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise exceptions.OptionsError(f"ssemedic_stall: {value!r} is not a number of seconds > 0")
+    return seconds
 
 
 def _asked_for_stream(request: http.Request) -> bool:

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from . import __version__, providers
+from .faults import CATALOGUE
 from .report import build, render
 from .sources import SourceError, load
 
@@ -41,7 +43,31 @@ def _parser() -> argparse.ArgumentParser:
         "--max-text", type=int, default=2000, metavar="N",
         help="show at most N characters of text per field (0: all; rich output only)",
     )
+    faults = commands.add_parser(
+        "faults",
+        help="list every fault ssemedic diagnoses, with its remedy",
+        description="List the fault catalogue: kind, severity, what it means and how to fix it.",
+    )
+    faults.add_argument("--json", action="store_true", help="print a JSON list")
     return parser
+
+
+def _faults(args: argparse.Namespace) -> int:
+    entries = [
+        {"kind": str(kind), "severity": str(entry.severity), "message": entry.message, "hint": entry.hint}
+        for kind, entry in CATALOGUE.items()
+    ]
+    if args.json:
+        json.dump(entries, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    table = Table(show_lines=True)
+    for column in ("kind", "severity", "what it means", "how to fix it"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(e["kind"], e["severity"], e["message"], e["hint"])
+    Console(highlight=False).print(table)
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -67,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
         return _report(args)
+    if args.command == "faults":
+        return _faults(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
 
 
