@@ -9,13 +9,14 @@ often it happened.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .faults import Fault, FaultKind
 from .framing import IssueKind, ParseIssue
-from .parts import Done, Error, Malformed
+from .parts import TOKEN_PARTS, Done, Error, Malformed
 
 if TYPE_CHECKING:
     from .session import EventRecord, StreamSession
@@ -27,11 +28,18 @@ DEFAULT_STALL_SECONDS = 10.0
 BURST_MIN_EVENTS = 6
 BURST_MAX_ARRIVALS = 2
 
+_ENDS_IN_BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r)\Z")
+
 _ISSUE_FAULTS = {
     IssueKind.INVALID_UTF8: FaultKind.INVALID_UTF8,
     IssueKind.BOM: FaultKind.BOM,
     IssueKind.OVERSIZED_EVENT: FaultKind.OVERSIZED_EVENT,
 }
+
+
+def is_client_disconnect(error: str | None) -> bool:
+    """Whether mitmproxy's flow error says the client went away (not the upstream)."""
+    return error is not None and "client disconnected" in error.lower()
 
 
 def splits_a_character(data: bytes) -> bool:
@@ -61,6 +69,7 @@ class Diagnoser:
         self.counts: Counter[FaultKind] = Counter()
         self._error_seen = False
         self._last_event_time: float | None = None
+        self._token_times: list[float] = []
         self._issues_seen = 0
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
@@ -94,7 +103,10 @@ class Diagnoser:
         if splits_a_character(data):
             self.add(FaultKind.UTF8_SPLIT, "a chunk ended inside a character", offset=end)
         parser = session.parser
-        if parser is not None and parser.pending_bytes.strip(b"\r\n"):
+        pending = parser.pending_bytes if parser is not None else b""
+        # A block whose blank line ends in CR is complete but held back in
+        # case an LF follows (CRLF): that is no split.
+        if pending.strip(b"\r\n") and not _ENDS_IN_BLANK_LINE.search(pending):
             self.add(FaultKind.EVENT_SPLIT, "a chunk ended inside an event", offset=end)
         self._issues(session)
 
@@ -108,6 +120,8 @@ class Diagnoser:
             elif isinstance(part, Malformed) and part.kind == "invalid-json":
                 self.add(FaultKind.INVALID_JSON, part.detail, event_index=record.index)
         if record.time is not None:
+            if any(isinstance(part, TOKEN_PARTS) for part in record.parts):
+                self._token_times.append(record.time)
             last, self._last_event_time = self._last_event_time, record.time
             if last is not None and record.time - last > self.stall_after:
                 self.add(FaultKind.STALL, f"{record.time - last:.1f} s without events before event "
@@ -124,6 +138,8 @@ class Diagnoser:
         message = session.message
         incomplete = any(i.kind == IssueKind.INCOMPLETE_EVENT for i in session.issues)
         known = session.provider != GENERIC
+        if not clean and known and session.complete and not incomplete:
+            clean = True  # the connection broke only after the stream had ended
         if client_gone:
             pass
         elif not clean:
@@ -137,7 +153,7 @@ class Diagnoser:
                 and "[DONE]" not in message.markers and not message.errors):
             self.add(FaultKind.MISSING_DONE, "", offset=session.bytes)
         for call in message.tool_calls.values():
-            problem = call.arguments_error
+            problem = call.arguments_error if not client_gone or session.complete else None
             if problem is not None:
                 self.add(FaultKind.INVALID_TOOL_ARGUMENTS, f"{call.name or call.key}: {problem}")
         if message.text_via:
@@ -145,10 +161,12 @@ class Diagnoser:
         if (known and clean and session.complete and not message.errors and not message.text
                 and not message.reasoning and not message.tool_calls and not message.refusal):
             self.add(FaultKind.EMPTY_RESPONSE)
-        arrivals = len(set(session.event_times))
-        if session.event_count >= BURST_MIN_EVENTS and 0 < arrivals <= BURST_MAX_ARRIVALS:
-            self.add(FaultKind.BUFFERED_BURST,
-                     f"{session.event_count} events arrived in {arrivals} burst{'s' * (arrivals > 1)}")
+        # Only events that carry tokens count: a short answer's envelope
+        # (start, stop, usage events) legitimately shares a read or two.
+        arrivals = len(set(self._token_times))
+        if len(self._token_times) >= BURST_MIN_EVENTS and 0 < arrivals <= BURST_MAX_ARRIVALS:
+            self.add(FaultKind.BUFFERED_BURST, f"{len(self._token_times)} events with tokens arrived in "
+                     f"{arrivals} burst{'s' * (arrivals > 1)}")
 
     # -- helpers ------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from . import timeline
 from .decoding import DecodeError, StreamDecoder, supported
-from .diagnose import DEFAULT_STALL_SECONDS
+from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
 from .session import EventRecord, StreamSession
 from .sources import sniff as sniff_kind
@@ -208,7 +208,7 @@ class LiveStream:
             self.sink.progress(self)
 
     def _close(self, at: float | None) -> None:
-        client_gone = self.error is not None and "client disconnected" in self.error.lower()
+        client_gone = is_client_disconnect(self.error)
         self._emit(self.session.close(at, clean=self.error is None, client_gone=client_gone))
 
     def _emit(self, records: Iterable[EventRecord]) -> None:

@@ -103,6 +103,8 @@ class StreamSession:
     ) -> None:
         if framing not in (None, "sse", "ndjson"):
             raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
+        if content_type is None and response_headers is not None:
+            content_type = next((v for k, v in response_headers.items() if k.lower() == "content-type"), None)
         self.provider = provider or providers.detect_from_request(method, path, request_headers)
         self._detected = self.provider is not None
         if self.provider is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diagnose import is_client_disconnect
 from .session import EventRecord, StreamSession, framing_for_content_type
 from .timeline import TimelineError, unpack
 
@@ -46,6 +47,8 @@ class Stream:
     response_headers: dict[str, str] | None = None
     #: Whether the connection broke before the body ended (a saved aborted flow).
     aborted: bool = False
+    #: Whether it was the client that went away.
+    client_gone: bool = False
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
@@ -72,7 +75,7 @@ class Stream:
             take(session.feed(data, at))
         # A close time only when the chunks were timed: never mix known and unknown times.
         closed_at = self.closed_at if self.chunks and self.chunks[-1][1] is not None else None
-        take(session.close(closed_at, clean=not self.aborted))
+        take(session.close(closed_at, clean=not self.aborted, client_gone=self.client_gone))
         return session, records
 
 
@@ -214,4 +217,5 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
         notes=notes,
         response_headers=dict(response.headers.items()),
         aborted=flow.error is not None,
+        client_gone=is_client_disconnect(flow.error.msg if flow.error else None),
     )
