@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from helpers import sse_event
-from mitmproxy import exceptions
+from mitmproxy import exceptions, hooks
 from mitmproxy.test import taddons, tflow
 
 from ssemedic import timeline
@@ -271,3 +271,35 @@ def test_stall_option_sets_the_threshold(medic: Any) -> None:
     tctx.configure(addon, ssemedic_stall="0.01")
     stream_through(addon, llm_flow(), cut(BODY, 60))  # the fake clock ticks 50 ms per chunk
     assert "FAULT stall" in console.getvalue()
+
+
+def test_progress_is_reported_every_hundred_chunks(medic: Any) -> None:
+    addon, console, _ = medic
+    many = [sse_event(CHUNKS[1]) for _ in range(250)]
+    stream_through(addon, llm_flow(), many + [b"data: [DONE]\n\n"])
+    progress = [line for line in console.getvalue().splitlines() if "… " in line and "chunks" in line]
+    assert len(progress) == 2 and "100 chunks" in progress[0] and "200 chunks" in progress[1]
+
+
+def test_progress_is_reported_after_five_quiet_seconds(medic: Any) -> None:
+    addon, console, _ = medic
+    addon.clock = Clock(1_700_000_000.0)
+    f = llm_flow()
+    addon.responseheaders(f)
+    live = addon.streams[f.id]
+    live.clock = lambda: 1_700_000_000.0
+    f.response.stream(sse_event(CHUNKS[1]))
+    live.clock = lambda: 1_700_000_006.0
+    f.response.stream(sse_event(CHUNKS[2]))
+    assert "… 2 chunks" in console.getvalue()
+
+
+def test_outside_mitmdump_the_log_goes_through_logging_not_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    addon = Medic()  # no console injected: as under mitmweb or the console UI
+    with taddons.context(addon) as tctx, caplog.at_level(logging.INFO, logger="ssemedic"):
+        tctx.master.addons.trigger(hooks.RunningHook())
+        assert addon.reporter.console is None
+        stream_through(addon, llm_flow(), [BODY])
+    messages = [r.getMessage() for r in caplog.records if r.name == "ssemedic"]
+    assert any("stream started" in m for m in messages)
+    assert any("Привет, мир! 🌍" in m for m in messages)
