@@ -15,8 +15,10 @@ from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
 from . import sources
 from .live import LiveStream
 from .output import LOG_LEVELS, Reporter
+from .decoding import supported
 from .diagnose import DEFAULT_STALL_SECONDS
 from .providers import detect_from_request
+from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, parse_repairs
 from .session import framing_for_content_type
 from .timeline import TimelineError, unpack
 
@@ -37,6 +39,7 @@ class Medic:
         self.streams: dict[str, LiveStream] = {}
         self.filter: flowfilter.TFilter | None = None
         self.stall_after = DEFAULT_STALL_SECONDS
+        self.repairs: frozenset[Repair] = ALL_REPAIRS
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
 
@@ -60,6 +63,16 @@ class Medic:
             "flushed line by line.",
         )
         loader.add_option(
+            "ssemedic_repair", bool, False,
+            "Repair streams inline (off: ssemedic only inspects and forwards every byte unchanged). "
+            "Saved flows still hold the raw upstream body.",
+        )
+        loader.add_option(
+            "ssemedic_repairs", str, "all",
+            "Which repairs ssemedic_repair applies: 'all' or a comma-separated list of "
+            "reframe, normalise, headers, decompress, sanitize, done, letta.",
+        )
+        loader.add_option(
             "ssemedic_stall", str, "10",
             "Seconds of silence between two events that ssemedic reports as a stall.",
         )
@@ -76,6 +89,11 @@ class Medic:
             )
         if "ssemedic_max_text" in updated:
             _max_text(opts.ssemedic_max_text)
+        if "ssemedic_repairs" in updated:
+            try:
+                self.repairs = parse_repairs(opts.ssemedic_repairs)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"ssemedic_repairs: {exc}") from None
         if "ssemedic_stall" in updated:
             self.stall_after = _stall(opts.ssemedic_stall)
         if "ssemedic_filter" in updated:
@@ -119,7 +137,8 @@ class Medic:
         mode = self._selection(f)
         if mode is None:
             return
-        stream = self._new_stream(f, sniff=mode == "sniff")
+        repairs = self._repairs_for(f, mode)
+        stream = self._new_stream(f, sniff=mode == "sniff", repairs=repairs)
         if mode == "stream":
             stream.announce()
         self.streams[f.id] = stream
@@ -164,7 +183,40 @@ class Medic:
             return "sniff"
         return None
 
-    def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None) -> LiveStream:
+    def _repairs_for(self, f: http.HTTPFlow, mode: str) -> frozenset[Repair]:
+        """The repairs for this response, with its headers repaired now: they
+        go out before the first chunk."""
+        assert f.response is not None
+        if not ctx.options.ssemedic_repair:
+            return frozenset()
+        repairs = self.repairs
+        headers = f.response.headers
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if mode == "sniff" and encoding not in ("", "identity"):
+            return frozenset()  # cannot know yet whether it is a stream: leave it alone
+        changed = []
+        if Repair.DECOMPRESS in repairs and encoding not in ("", "identity") and supported(encoding):
+            headers.pop("content-encoding")
+            changed.append(f"Content-Encoding {encoding} removed (forwarded decompressed)")
+        elif encoding not in ("", "identity"):
+            repairs = repairs & {Repair.HEADERS}
+        if repairs & (BODY_REPAIRS | {Repair.DECOMPRESS, Repair.HEADERS}) and "content-length" in headers:
+            headers.pop("content-length")
+            changed.append("Content-Length removed")
+        if Repair.HEADERS in repairs and mode == "stream":
+            if "no-transform" not in headers.get("cache-control", ""):
+                headers["cache-control"] = "no-cache, no-transform"
+                changed.append("Cache-Control: no-cache, no-transform")
+            if headers.get("x-accel-buffering", "").lower() != "no":
+                headers["x-accel-buffering"] = "no"
+                changed.append("X-Accel-Buffering: no")
+        if changed:
+            logger.info("[%s] ssemedic repaired headers: %s", f.id[:6], "; ".join(changed))
+            f.metadata.setdefault(METADATA_KEY, {})["header_repairs"] = changed
+        return repairs
+
+    def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
+                    repairs: frozenset[Repair] = frozenset()) -> LiveStream:
         assert f.response is not None
         stream = LiveStream(
             flow_id=f.id,
@@ -179,6 +231,7 @@ class Medic:
             clock=self.clock,
             sniff=sniff,
             stall_after=self.stall_after,
+            repairs=repairs,
         )
         return stream
 
@@ -188,7 +241,7 @@ class Medic:
         if f.response is not None:
             f.response.raw_content = bytes(stream.raw)
         if stream.announced:
-            f.metadata[METADATA_KEY] = stream.metadata()
+            f.metadata[METADATA_KEY] = {**f.metadata.get(METADATA_KEY, {}), **stream.metadata()}
 
     def _replay(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
         """Run a stored flow through a LiveStream, with its recorded timeline if any."""

@@ -149,7 +149,7 @@ class Diagnoser:
         elif known and not session.complete and not message.errors:
             self.add(FaultKind.TRUNCATED, f"the {session.provider} stream ended without its terminal signal",
                      offset=session.bytes)
-        if (session.provider == "openai-chat" and clean and not client_gone
+        if (session.provider == "openai-chat" and clean and not client_gone and session.complete
                 and "[DONE]" not in message.markers and not message.errors):
             self.add(FaultKind.MISSING_DONE, "", offset=session.bytes)
         for call in message.tool_calls.values():

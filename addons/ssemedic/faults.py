@@ -86,13 +86,14 @@ CATALOGUE: dict[FaultKind, Entry] = {
         Severity.WARNING,
         "the OpenAI-style stream ended without data: [DONE]",
         "Make the server (or router) send `data: [DONE]` after the last chunk; some clients wait "
-        "for it or treat its absence as an error.",
+        "for it or treat its absence as an error. In the meantime `--set ssemedic_repair=true` "
+        "(repair `done`) appends it.",
     ),
     FaultKind.DONE_AFTER_ERROR: Entry(
         Severity.ERROR,
         "data: [DONE] followed an error, so clients see a normal end of a failed stream",
         "Fix the router: after sending an error event, close the stream without `[DONE]` (or use "
-        "the provider's error shape).",
+        "the provider's error shape). `ssemedic_repair` (repair `done`) suppresses it meanwhile.",
     ),
     FaultKind.ERROR_IN_STREAM: Entry(
         Severity.ERROR,
@@ -106,7 +107,8 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "the stream ended before the provider's terminal signal, or in the middle of an event",
         "Something cut the stream: a proxy or load balancer timeout (nginx `proxy_read_timeout`, "
         "idle timeouts), a crashed worker, or a client disconnect upstream. Raise the timeouts "
-        "for streaming routes and check the server's logs.",
+        "for streaming routes and check the server's logs. `ssemedic_repair` (repair `done`) turns "
+        "a silent cut into an error event that clients show.",
     ),
     FaultKind.STALL: Entry(
         Severity.WARNING,
@@ -119,7 +121,8 @@ CATALOGUE: dict[FaultKind, Entry] = {
         Severity.WARNING,
         "the event stream is compressed (Content-Encoding), which makes proxies buffer it",
         "Disable compression for text/event-stream: nginx `gzip off` for the location, "
-        "GZipMiddleware exclusions, or send `Cache-Control: no-transform`.",
+        "GZipMiddleware exclusions, or send `Cache-Control: no-transform`. `ssemedic_repair` "
+        "(repair `decompress`) forwards it uncompressed.",
     ),
     FaultKind.CONTENT_LENGTH_ON_STREAM: Entry(
         Severity.WARNING,
@@ -130,13 +133,14 @@ CATALOGUE: dict[FaultKind, Entry] = {
     FaultKind.MISSING_NO_TRANSFORM: Entry(
         Severity.INFO,
         "Cache-Control lacks no-transform, so intermediaries may compress or buffer the stream",
-        "Send `Cache-Control: no-cache, no-transform` on event streams.",
+        "Send `Cache-Control: no-cache, no-transform` on event streams (`ssemedic_repair`, repair "
+        "`headers`, sets it).",
     ),
     FaultKind.MISSING_ACCEL_BUFFERING: Entry(
         Severity.INFO,
         "no `X-Accel-Buffering: no` header, so nginx in front may buffer the stream",
         "Send `X-Accel-Buffering: no` from the app, or set `proxy_buffering off;` in nginx for "
-        "the streaming route.",
+        "the streaming route (`ssemedic_repair`, repair `headers`, sets the header).",
     ),
     FaultKind.WRONG_CONTENT_TYPE: Entry(
         Severity.WARNING,
@@ -148,7 +152,8 @@ CATALOGUE: dict[FaultKind, Entry] = {
         Severity.WARNING,
         "the reply text came through a send_message tool call or tool result, not assistant_message",
         "Frontends that read only assistant_message show nothing: upgrade the Letta agent to "
-        "the assistant_message form (send `use_assistant_message: true` in the request).",
+        "the assistant_message form (send `use_assistant_message: true` in the request); "
+        "`ssemedic_repair` (repair `letta`) adds assistant_message events meanwhile.",
     ),
     FaultKind.CR_LINE_ENDINGS: Entry(
         Severity.WARNING,

@@ -19,6 +19,7 @@ from . import timeline
 from .decoding import DecodeError, StreamDecoder, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
+from .repair import BODY_REPAIRS, Repair, Repairer
 from .session import EventRecord, StreamSession
 from .sources import sniff as sniff_kind
 
@@ -63,6 +64,7 @@ class LiveStream:
         clock: Callable[[], float] = time.time,
         sniff: bool = False,
         stall_after: float = DEFAULT_STALL_SECONDS,
+        repairs: frozenset[Repair] = frozenset(),
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -106,6 +108,15 @@ class LiveStream:
         self._sniffed = b""
         self._since_progress = 0
         self._last_progress: float | None = None
+        # Repair mode: the client gets what the repairer (or the decoder)
+        # makes of the stream, collected in _out during each call.
+        self.decompressing = Repair.DECOMPRESS in repairs and self._decoder is not None
+        if self._decoder is not None and not self.decompressing:
+            repairs = repairs & {Repair.HEADERS}  # the body stays compressed: it cannot be edited
+        self.repairer = Repairer(repairs) if repairs & BODY_REPAIRS else None
+        self.rewriting = self.repairer is not None or self.decompressing
+        self._out: list[bytes] = []
+        self._unforwarded: bytes | None = None  # decoded bytes not yet handed on
 
     def announce(self) -> None:
         """Tell the sink the stream started (once)."""
@@ -116,12 +127,21 @@ class LiveStream:
     # -- the stream callable ------------------------------------------------
 
     def __call__(self, data: bytes) -> list[bytes]:
-        """mitmproxy's stream callable: forwards every byte as it came."""
+        """mitmproxy's stream callable. Without repairs it forwards every
+        byte as it came; with them, what the repairer makes of the stream.
+        Never returns b"" mid-stream (that would end a chunked body)."""
         if data:
             self.receive(data, self.clock())
-            return [data]
+            return self._take([data])
         self.end(self.clock())
-        return []
+        return self._take([])
+
+    def _take(self, unchanged: list[bytes]) -> list[bytes]:
+        if not self.rewriting:
+            return unchanged
+        out = b"".join(self._out)
+        self._out.clear()
+        return [out] if out else []
 
     def receive(self, data: bytes, at: float | None) -> None:
         """Record and inspect one chunk (live, or replayed with its stored time)."""
@@ -134,6 +154,8 @@ class LiveStream:
             self.notes.append(f"recording cut at {MAX_RECORDED_BYTES} bytes; the stream itself was forwarded whole")
         if self.inspecting:
             self._guard(self._inspect, data, at)
+        elif self.rewriting:
+            self._out.append(self._plain(data))
 
     def end(self, at: float | None, error: str | None = None) -> None:
         """The body ended: cleanly (``error`` None) or aborted."""
@@ -147,6 +169,11 @@ class LiveStream:
                 self._guard(self._decide, at)
             if self.inspecting:
                 self._guard(self._close, at)
+        elif self.rewriting and self._sniffed:
+            self._out.append(self._sniffed)
+            self._sniffed = b""
+        if self.repairer is not None and self.repairer.changes:
+            self.notes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
         if self.announced:
             self._guard(self.sink.finished, self, error)
 
@@ -158,11 +185,35 @@ class LiveStream:
         except Exception as exc:
             if self.inspecting:
                 self.inspecting = False
+                self._fall_back()
                 self.notes.append(f"ssemedic internal error, stream passed through uninspected: {exc!r}")
                 try:
                     self.sink.internal_error(self, exc)
                 except Exception:
                     pass  # never let reporting the error break the stream
+
+    def _fall_back(self) -> None:
+        """Inspection stopped mid-stream: in repair mode, hand on everything
+        held back, unrepaired, so no byte is lost."""
+        if not self.rewriting:
+            return
+        if self.repairer is not None:
+            self._out.append(self.repairer.release())
+        if self._unforwarded is not None:
+            self._out.append(self._unforwarded)
+            self._unforwarded = None
+        if self._sniffed:
+            self._out.append(self._sniffed)
+            self._sniffed = b""
+
+    def _plain(self, data: bytes) -> bytes:
+        """A chunk passed on unrepaired (decoded if the client was promised that)."""
+        if self.decompressing and self._decoder is not None:
+            try:
+                return self._decoder.feed(data)
+            except DecodeError:
+                return data  # nothing better is possible once headers are sent
+        return data
 
     def _inspect(self, data: bytes, at: float | None) -> None:
         if self._decoder is not None:
@@ -171,6 +222,9 @@ class LiveStream:
             except DecodeError as exc:
                 self.inspecting = False
                 self.notes.append(f"{exc}: stream passed through uninspected")
+                self._fall_back()
+                if self.rewriting:
+                    self._out.append(data)
                 return
         if not data:
             return
@@ -187,6 +241,8 @@ class LiveStream:
         data, self._sniffed, self._sniffing = self._sniffed, b"", False
         if sniff_kind(data) != "sse":
             self.inspecting = False
+            if self.rewriting:
+                self._out.append(data)
             return
         content_type = self.response_headers.get("content-type", "no content-type")
         self.notes.append(f"served as {content_type!r}, but the body is an event stream")
@@ -196,7 +252,13 @@ class LiveStream:
     def _feed(self, data: bytes, at: float | None) -> None:
         if self.session.bytes == 0:
             self.sink.first_chunk(self, data)
-        self._emit(self.session.feed(data, at))
+        self._unforwarded = data if self.rewriting else None
+        records = self.session.feed(data, at)
+        self._emit(records)
+        if self.rewriting:
+            repaired = self.repairer.feed(self.session, data, records) if self.repairer is not None else data
+            self._unforwarded = None
+            self._out.append(repaired)
         self._since_progress += 1
         if at is not None and self._last_progress is None:
             self._last_progress = at
@@ -209,7 +271,10 @@ class LiveStream:
 
     def _close(self, at: float | None) -> None:
         client_gone = is_client_disconnect(self.error)
-        self._emit(self.session.close(at, clean=self.error is None, client_gone=client_gone))
+        records = self.session.close(at, clean=self.error is None, client_gone=client_gone)
+        self._emit(records)
+        if self.repairer is not None:
+            self._out.append(self.repairer.end(self.session, records, clean=self.error is None))
 
     def _emit(self, records: Iterable[EventRecord]) -> None:
         for record in records:
@@ -244,6 +309,8 @@ class LiveStream:
             if self.ended_at is not None:
                 meta["ended_at"] = self.ended_at
         meta["notes"] = list(self.notes)
+        if self.repairer is not None:
+            meta["repairs"] = dict(self.repairer.changes)
         return meta
 
 

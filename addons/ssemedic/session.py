@@ -105,10 +105,9 @@ class StreamSession:
             raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
         if content_type is None and response_headers is not None:
             content_type = next((v for k, v in response_headers.items() if k.lower() == "content-type"), None)
-        self.provider = provider or providers.detect_from_request(method, path, request_headers)
-        self._detected = self.provider is not None
-        if self.provider is None:
-            self.provider = providers.GENERIC
+        named = provider or providers.detect_from_request(method, path, request_headers)
+        self._detected = named is not None
+        self.provider: str = named or providers.GENERIC
         self.interpreter: Interpreter = providers.get(self.provider).interpreter()
         self.framing = framing or framing_for_content_type(content_type)
         if self.framing is None and self._detected:
