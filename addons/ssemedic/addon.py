@@ -3,6 +3,7 @@ and stores what mitmproxy itself would lose (the raw body and its timeline)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -232,6 +233,7 @@ class Medic:
             sniff=sniff,
             stall_after=self.stall_after,
             repairs=repairs,
+            defer=_call_soon() if reporter is None else None,
         )
         return stream
 
@@ -274,6 +276,7 @@ class Medic:
             max_text=_max_text(opts.ssemedic_max_text),
             console=self._console,
             jsonl=self._jsonl,
+            defer=_call_soon(),
         )
 
     def _close_jsonl(self) -> None:
@@ -289,6 +292,14 @@ class Medic:
         from .contentview import llm_stream_view
 
         contentviews.add(llm_stream_view)
+
+
+def _call_soon() -> Callable[[Callable[[], None]], object] | None:
+    """The running event loop's call_soon, or None outside one (tests, offline use)."""
+    try:
+        return asyncio.get_running_loop().call_soon
+    except RuntimeError:
+        return None
 
 
 def _max_text(value: str) -> int:

@@ -65,6 +65,7 @@ class LiveStream:
         sniff: bool = False,
         stall_after: float = DEFAULT_STALL_SECONDS,
         repairs: frozenset[Repair] = frozenset(),
+        defer: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -117,6 +118,11 @@ class LiveStream:
         self.rewriting = self.repairer is not None or self.decompressing
         self._out: list[bytes] = []
         self._unforwarded: bytes | None = None  # decoded bytes not yet handed on
+        # Inspect-only mode forwards each chunk first and inspects it right
+        # after, in a later turn of the event loop (``defer`` is its
+        # call_soon), so inspection never delays the bytes.
+        self._defer = defer if not self.rewriting else None
+        self._queued: list[tuple[bytes, float | None]] = []
 
     def announce(self) -> None:
         """Tell the sink the stream started (once)."""
@@ -131,10 +137,23 @@ class LiveStream:
         byte as it came; with them, what the repairer makes of the stream.
         Never returns b"" mid-stream (that would end a chunked body)."""
         if data:
-            self.receive(data, self.clock())
+            at = self.clock()
+            if self._defer is not None:
+                self._record(data, at)
+                if not self._queued:
+                    self._defer(self.drain)
+                self._queued.append((data, at))
+                return [data]
+            self.receive(data, at)
             return self._take([data])
         self.end(self.clock())
         return self._take([])
+
+    def drain(self) -> None:
+        """Inspect the chunks that were forwarded but not yet inspected."""
+        queued, self._queued = self._queued, []
+        for data, at in queued:
+            self._inspect_or_pass(data, at)
 
     def _take(self, unchanged: list[bytes]) -> list[bytes]:
         if not self.rewriting:
@@ -145,6 +164,10 @@ class LiveStream:
 
     def receive(self, data: bytes, at: float | None) -> None:
         """Record and inspect one chunk (live, or replayed with its stored time)."""
+        self._record(data, at)
+        self._inspect_or_pass(data, at)
+
+    def _record(self, data: bytes, at: float | None) -> None:
         if len(self.raw) + len(data) <= MAX_RECORDED_BYTES:
             self.chunk_offsets.append(len(self.raw))
             self.chunk_times.append(at if at is not None else float("nan"))
@@ -152,6 +175,8 @@ class LiveStream:
         elif not self.recording_cut:
             self.recording_cut = True
             self.notes.append(f"recording cut at {MAX_RECORDED_BYTES} bytes; the stream itself was forwarded whole")
+
+    def _inspect_or_pass(self, data: bytes, at: float | None) -> None:
         if self.inspecting:
             self._guard(self._inspect, data, at)
         elif self.rewriting:
@@ -161,6 +186,7 @@ class LiveStream:
         """The body ended: cleanly (``error`` None) or aborted."""
         if self.ended:
             return
+        self.drain()
         self.ended = True
         self.ended_at = at
         self.error = error

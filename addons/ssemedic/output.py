@@ -44,6 +44,7 @@ class Reporter:
         console: IO[str] | None = None,
         jsonl: IO[str] | None = None,
         color: bool | None = None,
+        defer: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         if level not in LOG_LEVELS:
             raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}")
@@ -51,6 +52,12 @@ class Reporter:
         self.max_text = max_text
         self.console = console
         self.jsonl = jsonl
+        # The rich panel takes milliseconds: with ``defer`` (the event loop's
+        # call_soon) it is drawn after the stream's last bytes have gone out.
+        self.defer = defer
+        # Under the event loop, lines are flushed once per loop turn rather
+        # than one write system call per line.
+        self._flush_scheduled = False
         self.color = console is not None and (color if color is not None else _isatty(console))
         self._rich = Console(file=console, highlight=False, soft_wrap=False,
                              force_terminal=self.color, no_color=not self.color) if console else None
@@ -100,7 +107,15 @@ class Reporter:
             self._line(stream, "red", f"aborted: {error}")
         if self.level != "off":
             if self._rich is not None:
-                self._rich.print(panel(report, max_text=max(self.max_text, 0)))
+                rich = self._rich
+
+                def draw() -> None:
+                    rich.print(panel(report, max_text=max(self.max_text, 0)))
+
+                if self.defer is not None:
+                    self.defer(draw)
+                else:
+                    draw()
             else:
                 logger.info(self._summary_text(stream, report))
         if self.jsonl is not None:
@@ -134,8 +149,18 @@ class Reporter:
         if self.color:
             head = _paint("dim", head)
             text = _paint(style, text) if style else text
-        self.console.write(f"{head} {text}\n")
-        self.console.flush()
+        console = self.console
+        console.write(f"{head} {text}\n")
+        if self.defer is None:
+            console.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.defer(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.console is not None:
+            self.console.flush()
 
     def _summary_text(self, stream: LiveStream, report: dict[str, Any]) -> str:
         t = report["timing"]

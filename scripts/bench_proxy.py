@@ -1,0 +1,741 @@
+"""Measure the per-event latency and CPU time that ssemedic adds to mitmdump streaming.
+
+Usage: .venv/bin/python scripts/bench_proxy.py [--events 200] [--interval-ms 20]
+       [--concurrency 50] [--rounds 3] [--no-summary] [--burst] [--json] [--profile] [--keep]
+       [--ssemedic-set KEY=VALUE ...]
+
+Strategy: a stdlib upstream, run as a subprocess of this script so that it
+never competes with the client for a GIL, streams OpenAI chat.completion.chunk
+events as HTTP/1.1 chunk frames, one event per write, on a fixed schedule.
+Each event carries ``x_sent_ns``, the upstream's time.perf_counter_ns() (on
+Linux CLOCK_MONOTONIC, so it is comparable across processes) taken right
+before its write. The client, asyncio streams with h11 in this process, stamps
+perf_counter_ns() as soon as a read returns the bytes that complete an event;
+latency is that stamp minus ``x_sent_ns``: the upstream's write, one proxy
+hop, and the client's read. Every configuration is a real ``mitmdump``
+subprocess in reverse mode in front of the same upstream:
+
+- baseline: plain streaming (a two-line addon sets ``flow.response.stream``),
+- ssemedic: ``-s addons/medic.py`` with default options (the full live log),
+- summary: the same with ``ssemedic_log=summary``.
+
+The difference between a configuration and the baseline is what ssemedic
+adds; everything else (upstream, loopback, client) is common to both. All
+proxies run side by side and runs are interleaved, the proxy order rotating
+each round, so that a slow patch of this shared machine hurts all of them
+alike. Percentiles pool every sample of every round (nearest rank); per-round
+values are shown too, to show the noise. Concurrent streams start staggered
+over one interval, as independent users would (``--burst`` starts them
+together, the worst case). CPU time is the mitmdump process's utime+stime
+from /proc/<pid>/stat across the measured runs, divided by the events they
+carried; the resolution is one clock tick (usually 10 ms) per run.
+
+ssemedic's live log goes to mitmdump's stderr (``-q`` does not hide it: it
+writes there directly), which goes to a temporary file here, as a terminal
+would take it. Any ssemedic internal error there fails the benchmark: it
+would mean ssemedic stopped inspecting and the numbers flatter it.
+
+This is a measurement, not a test: it exits 0 whether or not the targets are
+met (a miss prints ``TARGET MISSED``), and 1 only when a step fails. Everything
+binds 127.0.0.1 and every subprocess is terminated on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+import h11
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIC = ROOT / "addons" / "medic.py"
+MITMDUMP = Path(sys.executable).with_name("mitmdump")
+HOST = "127.0.0.1"
+PATH = "/v1/chat/completions"
+
+#: What ssemedic may add over plain mitmdump streaming, in ms.
+TARGET_ADDED_P50_MS = 0.1
+TARGET_ADDED_P99_MS = 1.0
+
+#: Bounds on what the upstream accepts, so a typo cannot hold it for hours.
+MAX_EVENTS = 100_000
+MAX_INTERVAL_MS = 1000.0
+MAX_REQUEST_BODY = 1 << 16
+#: How long a proxy or the upstream may take to start listening.
+START_TIMEOUT = 30.0
+#: Pause around each measured run, so the proxy has finished the previous
+#: flows (their response hooks, ssemedic's end-of-stream panel) before and
+#: after its CPU time is read.
+SETTLE_SECONDS = 0.4
+WARMUP_EVENTS = 25
+
+BASELINE_ADDON = '''\
+"""Plain mitmdump streaming, for bench_proxy.py's baseline."""
+
+
+def responseheaders(flow):
+    flow.response.stream = True
+'''
+
+# Runs mitmdump under cProfile and writes the stats when mitmdump shuts down
+# (it handles SIGTERM by shutting down cleanly). The timer is CPU time: with
+# wall time, whatever runs when the process loses its core on this shared
+# machine (mostly socket sends, which wake the reader) takes the blame.
+PROFILE_WRAPPER = """\
+import cProfile, sys, time
+from mitmproxy.tools.main import mitmdump
+out = sys.argv[1]
+sys.argv = ["mitmdump", *sys.argv[2:]]
+profiler = cProfile.Profile(time.process_time)
+try:
+    profiler.runcall(mitmdump)
+except SystemExit:
+    pass
+finally:
+    profiler.dump_stats(out)
+"""
+
+# -- the upstream -----------------------------------------------------------
+
+#: The answer the upstream streams, cut into tokens (Cyrillic, emoji, symbols).
+TEXT = (
+    "Привет! 👋 Ответ появляется по частям, потому что сервер отправляет его потоком: "
+    "каждое событие несёт маленький кусочек текста 🧩. Клиент склеивает кусочки по мере "
+    "прихода, поэтому слова печатаются прямо у вас на глазах ✨. Если поток оборвётся или "
+    "прокси начнёт копить данные, ssemedic покажет, где именно 🩺. "
+)
+
+
+def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+        "object": "chat.completion.chunk",
+        "created": 1763700000,
+        "model": "gpt-4o-2024-08-06",
+        "system_fingerprint": "fp_f9f4fb6dbf",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def event_templates(count: int) -> list[tuple[bytes, bytes]]:
+    """(prefix, suffix) of ``count`` events; the send time goes between them.
+
+    The JSON is built by json.dumps once; only the number is put in at send
+    time, so that no serialising happens between the stamp and the write.
+    """
+    words = TEXT.split(" ")
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "", "refusal": None}]
+    deltas += [{"content": " " + words[i % len(words)]} for i in range(max(count - 2, 0))]
+    payloads = [_chunk(d) for d in deltas[: count - 1]] + [_chunk({}, "stop")]
+    out = []
+    for payload in payloads:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        out.append((b"data: " + text[:-1].encode() + b',"x_sent_ns":', b"}\n\n"))
+    return out
+
+
+def chunk_frame(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk: size in hex, CRLF, data, CRLF (data is never empty here)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class UpstreamHandler(BaseHTTPRequestHandler):
+    """Streams ``x_events`` events, one every ``x_interval_ms``, as chunk frames."""
+
+    protocol_version = "HTTP/1.1"
+    # Small writes must leave at once, not wait for the previous one's ACK.
+    disable_nagle_algorithm = True
+    timeout = 60
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            if not 0 <= length <= MAX_REQUEST_BODY:
+                raise ValueError("bad length")
+            request = json.loads(self.rfile.read(length))
+            count = int(request["x_events"])
+            interval_ms = float(request["x_interval_ms"])
+            if not (1 <= count <= MAX_EVENTS and 0 <= interval_ms <= MAX_INTERVAL_MS):
+                raise ValueError("out of range")
+        except (ValueError, KeyError, TypeError):
+            self.send_error(400, "expected JSON with x_events and x_interval_ms in range")
+            return
+        templates = event_templates(count)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        interval_ns = int(interval_ms * 1e6)
+        # A fixed schedule from the start, so sleep overshoot does not drift.
+        start = time.perf_counter_ns()
+        try:
+            for k, (prefix, suffix) in enumerate(templates, 1):
+                wait = start + k * interval_ns - time.perf_counter_ns()
+                if wait > 0:
+                    time.sleep(wait / 1e9)
+                data = prefix + b"%d" % time.perf_counter_ns() + suffix
+                self.wfile.write(chunk_frame(data))
+                self.wfile.flush()
+            self.wfile.write(chunk_frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True  # the client went away
+
+
+def serve_upstream() -> int:
+    """The upstream subprocess: prints its port, serves until stdin closes."""
+    ThreadingHTTPServer.request_queue_size = 128  # 50 streams connect at once: no SYN drops
+    server = ThreadingHTTPServer((HOST, 0), UpstreamHandler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+
+    def watch_parent() -> None:
+        sys.stdin.read()  # EOF: the benchmark closed the pipe, or died
+        server.shutdown()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+    return 0
+
+
+# -- processes ----------------------------------------------------------------
+
+
+class BenchError(Exception):
+    """A step of the benchmark failed; the message says which."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with status {proc.returncode} before listening:\n{tail(log)}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"{what} did not accept connections on port {port} within {START_TIMEOUT:.0f} s:\n{tail(log)}")
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty log)"
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def start_upstream(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    log = workdir / "upstream.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve-upstream"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+    line = proc.stdout.readline() if ready else b""
+    if not line.strip().isdigit():
+        stop(proc)
+        raise BenchError(f"the upstream did not report its port:\n{tail(log)}")
+    port = int(line)
+    wait_for_port(port, proc, "the upstream", log)
+    return proc, port
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a whole process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        # The command name may hold spaces; the fields after it do not.
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+@dataclass
+class Proxy:
+    """One mitmdump configuration and, once started, its process."""
+
+    name: str
+    args: list[str]
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    def command(self, upstream_port: int) -> list[str]:
+        return [
+            str(MITMDUMP), "--mode", f"reverse:http://{HOST}:{upstream_port}",
+            "--listen-host", HOST, "-p", str(self.port), "-q", *self.args,
+        ]
+
+    def start(self, upstream_port: int, workdir: Path, wrapper: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.log = workdir / f"{self.name}.log"
+        command = self.command(upstream_port)
+        if wrapper is not None:
+            command = [*wrapper, *command[1:]]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=ROOT)
+        wait_for_port(self.port, self.proc, f"mitmdump ({self.name})", self.log)
+
+    def measure(self, streams: int, args: argparse.Namespace, events: int | None = None) -> list[int]:
+        """Run one measurement through this proxy; a proxy that died says why."""
+        try:
+            return measure(self.port, streams, events or args.events, args.interval_ms, args.burst)
+        except BenchError as exc:
+            assert self.proc is not None and self.log is not None
+            if self.proc.poll() is None:
+                raise
+            raise BenchError(f"mitmdump ({self.name}) exited with status {self.proc.returncode}: "
+                             f"{exc}\n{tail(self.log)}") from None
+
+
+# -- the client -------------------------------------------------------------
+
+
+def request_body(events: int, interval_ms: float) -> bytes:
+    return json.dumps({
+        "model": "gpt-4o", "stream": True,
+        "messages": [{"role": "user", "content": "Почему ответ появляется по частям?"}],
+        "x_events": events, "x_interval_ms": interval_ms,
+    }, ensure_ascii=False).encode()
+
+
+async def read_stream(port: int, body: bytes) -> list[tuple[int, bytes]]:
+    """POST through the proxy; return (arrival ns, raw event block) for every event.
+
+    h11 on an asyncio stream, rather than httpx: it is the same parser
+    without httpx's async layers, which cost about a third more client CPU
+    per event here, and on two cores the client's CPU is taken from the proxy.
+    """
+    conn = h11.Connection(h11.CLIENT)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        headers = [("Host", f"{HOST}:{port}"), ("Content-Type", "application/json"),
+                   ("Content-Length", str(len(body)))]
+        writer.write(conn.send(h11.Request(method="POST", target=PATH, headers=headers)) or b"")
+        writer.write(conn.send(h11.Data(data=body)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        arrived: list[tuple[int, bytes]] = []
+        status, buf, now = 0, b"", 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                now = time.perf_counter_ns()
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                buf += event.data
+                if status == 200 and b"\n\n" in buf:
+                    *blocks, buf = buf.split(b"\n\n")
+                    arrived.extend((now, block) for block in blocks)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:  # ConnectionClosed or PAUSED: the body ended early
+                raise BenchError(f"port {port}: the response ended early ({type(event).__name__})")
+        if status != 200:
+            raise BenchError(f"port {port}: HTTP {status}: {buf[:300].decode('utf-8', 'replace')}")
+        return arrived
+    except h11.ProtocolError as exc:
+        raise BenchError(f"port {port}: bad HTTP from the proxy: {exc}") from None
+    finally:
+        writer.close()
+
+
+async def one_stream(port: int, events: int, interval_ms: float, delay: float) -> list[int]:
+    """Latencies in ns of one stream's events, in order."""
+    await asyncio.sleep(delay)
+    arrived = await read_stream(port, request_body(events, interval_ms))
+    if events > 2 and len({now for now, _ in arrived}) == 1:
+        raise BenchError(f"port {port}: the whole stream arrived in one read, so the proxy buffered it "
+                         "(did its addon load?)")
+    # Decoding waits until the stream is over, to keep the client cheap while it times.
+    latencies = []
+    for now, block in arrived:
+        if block == b"data: [DONE]":
+            continue
+        try:
+            sent = json.loads(block.removeprefix(b"data: "))["x_sent_ns"]
+        except (ValueError, KeyError) as exc:
+            raise BenchError(f"port {port}: an event arrived mangled ({exc}): {block[:120]!r}") from None
+        latencies.append(now - sent)
+    if len(latencies) != events:
+        raise BenchError(f"port {port}: {len(latencies)} of {events} events arrived")
+    return latencies
+
+
+async def run_streams(port: int, streams: int, events: int, interval_ms: float, burst: bool) -> list[int]:
+    """Run ``streams`` concurrent streams; return every event's latency in ns."""
+    stagger = 0.0 if burst else interval_ms / 1000 / streams
+    tasks = [one_stream(port, events, interval_ms, i * stagger) for i in range(streams)]
+    bound = (events + 1) * interval_ms / 1000 + 60
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=bound)
+    except TimeoutError:
+        raise BenchError(f"port {port}: {streams} streams did not finish within {bound:.0f} s") from None
+    except OSError as exc:
+        raise BenchError(f"port {port}: {exc}") from None
+    return [latency for result in results for latency in result]
+
+
+def measure(port: int, streams: int, events: int, interval_ms: float, burst: bool) -> list[int]:
+    # The collector stays off while timing: its pauses would land in the stamps.
+    gc.collect()
+    gc.disable()
+    try:
+        return asyncio.run(run_streams(port, streams, events, interval_ms, burst))
+    finally:
+        gc.enable()
+
+
+# -- statistics -------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, -(-round(q * 1000) * len(sorted_values) // 1000))  # ceil(q * n) without float error
+    return sorted_values[rank - 1]
+
+
+def latency_stats(latencies_ns: list[int]) -> dict[str, float]:
+    ms = sorted(v / 1e6 for v in latencies_ns)
+    return {"p50_ms": percentile(ms, 0.50), "p99_ms": percentile(ms, 0.99), "max_ms": ms[-1], "events": len(ms)}
+
+
+@dataclass
+class Cell:
+    """Everything measured for one proxy in one scenario."""
+
+    samples: list[int] = field(default_factory=list)
+    rounds: list[dict[str, float]] = field(default_factory=list)
+    ticks: int = 0
+    client_seconds: float = 0.0
+    upstream_ticks: int = 0
+
+    def add(self, latencies: list[int], ticks: int, client_seconds: float, upstream_ticks: int) -> None:
+        self.samples.extend(latencies)
+        self.rounds.append({**latency_stats(latencies), "cpu_ticks": ticks})
+        self.ticks += ticks
+        self.client_seconds += client_seconds
+        self.upstream_ticks += upstream_ticks
+
+    def summary(self, clk_tck: int) -> dict[str, Any]:
+        events = len(self.samples)
+        return {
+            **latency_stats(self.samples),
+            "cpu_us_per_event": self.ticks / clk_tck / events * 1e6,
+            "cpu_resolution_us_per_event": len(self.rounds) / clk_tck / events * 1e6,
+            # The rest of the machine's work per event, to tell when it, not the proxy, is the limit.
+            "client_cpu_us_per_event": self.client_seconds / events * 1e6,
+            "upstream_cpu_us_per_event": self.upstream_ticks / clk_tck / events * 1e6,
+            "rounds": self.rounds,
+        }
+
+
+# -- the benchmark ------------------------------------------------------------
+
+
+def configurations(args: argparse.Namespace, workdir: Path) -> list[Proxy]:
+    baseline_addon = workdir / "baseline_stream.py"
+    baseline_addon.write_text(BASELINE_ADDON)
+    # One --set per option: mitmproxy silently skips a script whose own option
+    # is given twice (the OptionsError is raised where no one logs it).
+    options = dict(value.partition("=")[::2] for value in args.ssemedic_set)
+
+    def sets(**override: str) -> list[str]:
+        return [arg for key, value in {**options, **override}.items() for arg in ("--set", f"{key}={value}")]
+
+    proxies = [
+        Proxy("baseline", ["-s", str(baseline_addon)]),
+        Proxy("ssemedic", ["-s", str(MEDIC), *sets()]),
+    ]
+    if not args.no_summary:
+        proxies.append(Proxy("summary", ["-s", str(MEDIC), *sets(ssemedic_log="summary")]))
+    return proxies
+
+
+def check_log(proxy: Proxy) -> dict[str, int]:
+    """Fail on an ssemedic internal error; count the live log's lines."""
+    assert proxy.log is not None
+    text = proxy.log.read_text("utf-8", "replace")
+    if "internal error" in text or "Traceback" in text:
+        raise BenchError(f"mitmdump ({proxy.name}) logged an error, so its numbers are void:\n{tail(proxy.log, 30)}")
+    lines = text.splitlines()
+    return {"log_lines": len(lines), "event_lines": sum(1 for line in lines if re.match(r"\[\w+\] #\d+", line))}
+
+
+def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    clk_tck = os.sysconf("SC_CLK_TCK")
+    load_start = os.getloadavg()[0]
+    scenarios = {"1 stream": 1, f"{args.concurrency} streams": args.concurrency}
+    proxies = configurations(args, workdir)
+    upstream: subprocess.Popen[bytes] | None = None
+    try:
+        upstream, upstream_port = start_upstream(workdir)
+        for proxy in proxies:
+            proxy.start(upstream_port, workdir)
+        for proxy in proxies:  # imports, provider detection, first connections
+            proxy.measure(1, args, events=min(args.events, WARMUP_EVENTS))
+        cells = {s: {p.name: Cell() for p in proxies} for s in scenarios}
+        for r in range(args.rounds):
+            for scenario, streams in scenarios.items():
+                for proxy in proxies[r % len(proxies):] + proxies[: r % len(proxies)]:
+                    assert proxy.proc is not None
+                    time.sleep(SETTLE_SECONDS)
+                    proxy_cpu, upstream_cpu = cpu_ticks(proxy.proc.pid), cpu_ticks(upstream.pid)
+                    client_cpu = time.process_time()
+                    latencies = proxy.measure(streams, args)
+                    client_cpu = time.process_time() - client_cpu
+                    time.sleep(SETTLE_SECONDS)
+                    proxy_cpu = cpu_ticks(proxy.proc.pid) - proxy_cpu
+                    upstream_cpu = cpu_ticks(upstream.pid) - upstream_cpu
+                    cells[scenario][proxy.name].add(latencies, proxy_cpu, client_cpu, upstream_cpu)
+        logs = {p.name: check_log(p) for p in proxies}
+        profile = profile_ssemedic(args, proxies[1], upstream_port, workdir) if args.profile else None
+    finally:
+        for proxy in proxies:
+            stop(proxy.proc)
+        if upstream is not None:
+            if upstream.stdin is not None:
+                upstream.stdin.close()
+            stop(upstream)
+
+    results: dict[str, Any] = {}
+    for scenario, by_proxy in cells.items():
+        summaries = {name: cell.summary(clk_tck) for name, cell in by_proxy.items()}
+        base = summaries["baseline"]
+        added = {}
+        for name, s in summaries.items():
+            if name == "baseline":
+                continue
+            added[name] = {
+                "p50_ms": s["p50_ms"] - base["p50_ms"],
+                "p99_ms": s["p99_ms"] - base["p99_ms"],
+                "cpu_us_per_event": s["cpu_us_per_event"] - base["cpu_us_per_event"],
+                "per_round_p50_ms": [a["p50_ms"] - b["p50_ms"] for a, b in zip(s["rounds"], base["rounds"])],
+                "per_round_p99_ms": [a["p99_ms"] - b["p99_ms"] for a, b in zip(s["rounds"], base["rounds"])],
+            }
+        results[scenario] = {"streams": scenarios[scenario], "proxies": summaries, "added": added}
+
+    targets = []
+    for scenario, result in results.items():
+        for name, a in result["added"].items():
+            targets.append({"scenario": scenario, "proxy": name, "metric": "added p50",
+                            "ms": a["p50_ms"], "limit_ms": TARGET_ADDED_P50_MS, "met": a["p50_ms"] <= TARGET_ADDED_P50_MS})
+            targets.append({"scenario": scenario, "proxy": name, "metric": "added p99",
+                            "ms": a["p99_ms"], "limit_ms": TARGET_ADDED_P99_MS, "met": a["p99_ms"] <= TARGET_ADDED_P99_MS})
+    return {
+        "python": sys.version.split()[0],
+        "versions": {name: package_version(name) for name in ("mitmproxy", "ssemedic", "h11")},
+        "revision": source_revision(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "clock_ticks_per_s": clk_tck,
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
+        "events_per_stream": args.events,
+        "interval_ms": args.interval_ms,
+        "event_bytes": event_bytes(),
+        "rounds": args.rounds,
+        "stagger": not args.burst,
+        "aggregation": "pooled samples of all rounds, nearest-rank percentiles",
+        "proxies": {p.name: p.args for p in proxies},
+        "logs": logs,
+        "results": results,
+        "targets": targets,
+        "profile": profile,
+    }
+
+
+def profile_ssemedic(args: argparse.Namespace, proxy: Proxy, upstream_port: int, workdir: Path) -> str:
+    """cProfile's view of an ssemedic mitmdump carrying the concurrent scenario once."""
+    out = workdir / "ssemedic.prof"
+    profiled = Proxy("ssemedic-profiled", proxy.args)
+    try:
+        profiled.start(upstream_port, workdir, wrapper=[sys.executable, "-c", PROFILE_WRAPPER, str(out)])
+        profiled.measure(args.concurrency, args)
+        assert profiled.proc is not None
+        profiled.proc.send_signal(signal.SIGTERM)
+        profiled.proc.wait(timeout=30)
+    finally:
+        stop(profiled.proc)
+    if not out.exists():
+        raise BenchError(f"the profiled mitmdump wrote no stats:\n{tail(workdir / 'ssemedic-profiled.log')}")
+    text = io.StringIO()
+    stats = pstats.Stats(str(out), stream=text).strip_dirs()
+    text.write("== top 25 by own time ==\n")
+    stats.sort_stats("tottime").print_stats(25)
+    text.write("== ssemedic functions by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(r"(addon|live|output|session|sse|describe|openai_chat)\.py", 25)
+    return text.getvalue()
+
+
+def event_bytes() -> int:
+    prefix, suffix = event_templates(3)[1]
+    return len(prefix) + len(b"%d" % time.perf_counter_ns()) + len(suffix)
+
+
+def source_revision() -> str:
+    """The checkout's commit, marked when files differ: ssemedic changes fast."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "addons"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + (" (addons/ modified)" if dirty else "")
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def print_report(s: dict[str, Any], out: IO[str]) -> None:
+    v = s["versions"]
+    load = s["load_average"]
+    print(f"Python {s['python']}, mitmproxy {v['mitmproxy']}, ssemedic {v['ssemedic']} at {s['revision']}, "
+          f"h11 {v['h11']}", file=out)
+    print(f"{s['platform']}, {s['cpus']} CPUs, load average {load['start']:.2f} at start, {load['end']:.2f} at end",
+          file=out)
+    print(f"upstream: {s['events_per_stream']} events per stream, one every {s['interval_ms']:g} ms, "
+          f"{s['event_bytes']} bytes each, one HTTP/1.1 chunk per event", file=out)
+    print(f"{s['rounds']} interleaved rounds; percentiles pool all samples (nearest rank); concurrent streams "
+          f"{'staggered over one interval' if s['stagger'] else 'started together (--burst)'}", file=out)
+    print("latency = client read stamp - upstream send stamp (perf_counter_ns); "
+          "cpu = mitmdump utime+stime / events", file=out)
+    for name, proxy_args in s["proxies"].items():
+        print(f"  {name:<9} mitmdump ... {' '.join(proxy_args)}", file=out)
+    for scenario, result in s["results"].items():
+        print(f"\n== {scenario} ==", file=out)
+        print(f"{'proxy':<10}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu µs/ev':>11}"
+              "   per round p50/p99 ms", file=out)
+        for name, p in result["proxies"].items():
+            per_round = "  ".join(f"{r['p50_ms']:.3f}/{r['p99_ms']:.3f}" for r in p["rounds"])
+            print(f"{name:<10}{p['events']:>8}{p['p50_ms']:>9.3f}{p['p99_ms']:>9.3f}{p['max_ms']:>9.2f}"
+                  f"{p['cpu_us_per_event']:>11.1f}   {per_round}", file=out)
+        resolution = result["proxies"]["baseline"]["cpu_resolution_us_per_event"]
+        others = list(result["proxies"].values())
+        client = sum(p["client_cpu_us_per_event"] for p in others) / len(others)
+        upstream = sum(p["upstream_cpu_us_per_event"] for p in others) / len(others)
+        print(f"(outside the proxy, per event: client {client:.0f} µs, upstream {upstream:.0f} µs of CPU)", file=out)
+        for name, a in result["added"].items():
+            rounds = "  ".join(f"{x:+.3f}/{y:+.3f}" for x, y in zip(a["per_round_p50_ms"], a["per_round_p99_ms"]))
+            print(f"added by {name}: p50 {a['p50_ms']:+.3f} ms, p99 {a['p99_ms']:+.3f} ms, "
+                  f"cpu {a['cpu_us_per_event']:+.1f} µs/event (± {resolution:.1f});  per round {rounds}", file=out)
+    print(file=out)
+    for name, log in s["logs"].items():
+        print(f"{name} log: {log['log_lines']} lines, {log['event_lines']} per-event lines", file=out)
+    for t in s["targets"]:
+        line = f"{t['proxy']} {t['metric']} ({t['scenario']}) {t['ms']:+.3f} ms <= {t['limit_ms']:g} ms"
+        print(f"target met: {line}" if t["met"] else f"TARGET MISSED: {line}", file=out)
+    if s["profile"]:
+        print("\n" + s["profile"], file=out)
+
+
+def _set_value(text: str) -> str:
+    if not re.fullmatch(r"\w+=.*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--events", type=int, default=200, help="events per stream (default 200)")
+    ap.add_argument("--interval-ms", type=float, default=20.0, help="pause between events, ms (default 20)")
+    ap.add_argument("--concurrency", type=int, default=50, help="streams in the concurrent scenario (default 50)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--no-summary", action="store_true", help="skip the ssemedic_log=summary configuration")
+    ap.add_argument("--burst", action="store_true", help="start concurrent streams together instead of staggered")
+    ap.add_argument(
+        "--ssemedic-set", action="append", default=[], metavar="KEY=VALUE", type=_set_value,
+        help="pass --set KEY=VALUE to every ssemedic mitmdump (repeatable), e.g. ssemedic_max_text=0",
+    )
+    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    ap.add_argument(
+        "--profile", action="store_true",
+        help="afterwards, run the concurrent scenario once more through an ssemedic mitmdump under cProfile",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder with the proxies' logs")
+    ap.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve_upstream:
+        return serve_upstream()
+    if not 1 <= args.events <= MAX_EVENTS or not 0 <= args.interval_ms <= MAX_INTERVAL_MS:
+        ap.error(f"--events must be 1..{MAX_EVENTS} and --interval-ms 0..{MAX_INTERVAL_MS:g}")
+    if args.concurrency < 1 or args.rounds < 1:
+        ap.error("--concurrency and --rounds must be at least 1")
+    if not sys.platform.startswith("linux"):
+        ap.error("this benchmark reads /proc and needs Linux")
+    if not MITMDUMP.exists():
+        print(f"error: no mitmdump next to {sys.executable}; run it with the venv's python", file=sys.stderr)
+        return 1
+
+    workdir = Path(tempfile.mkdtemp(prefix="ssemedic-bench-"))
+    try:
+        summary = run_benchmark(args, workdir)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        print_report(summary, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
