@@ -7,9 +7,13 @@
 # Not part of scripts/test: the first run installs Open WebUI (about 3 GB,
 # 4-5 minutes) into a cached venv outside the checkout; later runs reuse it.
 #
-# Usage: scripts/e2e_openwebui.sh [--scenario NAME] [--keep] [--install-only]
+# Usage: scripts/e2e_openwebui.sh [--scenario NAME | --story truncated] [--keep] [--install-only]
 #   --scenario NAME  a scripts/demo_upstream.py scenario (default healthy; only
 #                    healthy is asserted, any other is shown as Open WebUI saved it)
+#   --story truncated  the truncation story instead: the truncated scenario through
+#                    two mitmdumps, one inspect-only and one with ssemedic_repair=true,
+#                    as two connections of one Open WebUI; asserts that the cut is
+#                    silent in Open WebUI but diagnosed, and shown once repaired
 #   --keep           keep the temp dir with the logs even when every check passes
 #   --install-only   install (or verify) the cached Open WebUI venv and stop
 #
@@ -26,21 +30,32 @@ TORCH_VERSION=2.13.0
 OWUI_VENV="${SSEMEDIC_OPENWEBUI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ssemedic/openwebui-venv}"
 HEALTH_TIMEOUT="${SSEMEDIC_E2E_TIMEOUT:-180}"
 SCENARIO=healthy
+STORY=
 KEEP=0
 INSTALL_ONLY=0
 
-usage() { sed -n '10,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '10,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --scenario) [ $# -ge 2 ] || { usage >&2; exit 2; }; SCENARIO="$2"; shift 2 ;;
         --scenario=*) SCENARIO="${1#*=}"; shift ;;
+        --story) [ $# -ge 2 ] || { usage >&2; exit 2; }; STORY="$2"; shift 2 ;;
+        --story=*) STORY="${1#*=}"; shift ;;
         --keep) KEEP=1; shift ;;
         --install-only) INSTALL_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
+
+case "$STORY" in
+    "") ;;
+    truncated)
+        [ "$SCENARIO" = healthy ] || { echo "--story and --scenario exclude each other" >&2; exit 2; }
+        SCENARIO=truncated ;;
+    *) echo "unknown story '$STORY'; known: truncated" >&2; exit 2 ;;
+esac
 
 START=$SECONDS
 say() { printf '[e2e +%3ds] %s\n' "$((SECONDS - START))" "$*"; }
@@ -169,7 +184,6 @@ start() {
 }
 
 UPSTREAM_PORT="$(free_port)"
-MITM_PORT="$(free_port)"
 WEBUI_PORT="$(free_port)"
 # The services stop by themselves even if this script is killed with SIGKILL.
 LIFETIME=$((HEALTH_TIMEOUT + 600))
@@ -179,25 +193,61 @@ start upstream "$PY" "$ROOT/scripts/demo_upstream.py" --host 127.0.0.1 --port "$
     --max-seconds "$LIFETIME"
 UPSTREAM_PID=$LAST_PID
 
-say "mitmdump + ssemedic on 127.0.0.1:$MITM_PORT -> upstream"
-start mitmdump timeout "$LIFETIME" "$VENV/bin/mitmdump" --mode "reverse:http://127.0.0.1:$UPSTREAM_PORT" \
-    --listen-host 127.0.0.1 -p "$MITM_PORT" -s "$ROOT/addons/medic.py" \
-    --set "ssemedic_jsonl=$TMP/events.jsonl" --set ssemedic_max_text=0
-MITM_PID=$LAST_PID
+# Starts mitmdump with ssemedic as service NAME on PORT, its JSONL to the file
+# JSONL, plus any extra mitmdump arguments; sets LAST_PID.
+start_mitmdump() {
+    local name="$1" port="$2" jsonl="$3"; shift 3
+    start "$name" timeout "$LIFETIME" "$VENV/bin/mitmdump" --mode "reverse:http://127.0.0.1:$UPSTREAM_PORT" \
+        --listen-host 127.0.0.1 -p "$port" -s "$ROOT/addons/medic.py" \
+        --set "ssemedic_jsonl=$jsonl" --set ssemedic_max_text=0 "$@"
+}
 
 # The demo upstream picks the scenario from a /s/<name>/ path prefix, so
 # Open WebUI sees one model named after the scenario.
 BASE_PATH=/v1
 [ "$SCENARIO" = healthy ] || BASE_PATH="/s/$SCENARIO/v1"
 
-say "Open WebUI on 127.0.0.1:$WEBUI_PORT -> http://127.0.0.1:$MITM_PORT$BASE_PATH (data in $TMP/webui-data)"
+if [ -z "$STORY" ]; then
+    MITM_PORT="$(free_port)"
+    say "mitmdump + ssemedic on 127.0.0.1:$MITM_PORT -> upstream"
+    start_mitmdump mitmdump "$MITM_PORT" "$TMP/events.jsonl"
+    MITM_PID=$LAST_PID
+    CONNECTION_URL="http://127.0.0.1:$MITM_PORT$BASE_PATH"
+    CONNECTION=(OPENAI_API_BASE_URL="$CONNECTION_URL" OPENAI_API_KEY=dummy)
+    DRIVER_ARGS=(--scenario "$SCENARIO" --mitm-log "$TMP/mitmdump.log" --jsonl "$TMP/events.jsonl")
+    WATCH=(--watch "upstream=$UPSTREAM_PID" --watch "mitmdump=$MITM_PID")
+else
+    INSPECT_PORT="$(free_port)"
+    REPAIR_PORT="$(free_port)"
+    say "mitmdump + ssemedic, inspect only, on 127.0.0.1:$INSPECT_PORT -> upstream"
+    start_mitmdump mitmdump-inspect "$INSPECT_PORT" "$TMP/inspect.jsonl"
+    INSPECT_PID=$LAST_PID
+    say "mitmdump + ssemedic, ssemedic_repair=true, on 127.0.0.1:$REPAIR_PORT -> upstream"
+    start_mitmdump mitmdump-repair "$REPAIR_PORT" "$TMP/repair.jsonl" --set ssemedic_repair=true
+    REPAIR_PID=$LAST_PID
+    # Two connections to the same scenario: their prefix_id keeps the one model
+    # apart as inspect.<scenario> and repair.<scenario>, and Open WebUI strips
+    # the prefix again before it calls the upstream.
+    CONNECTION_URL="http://127.0.0.1:$INSPECT_PORT$BASE_PATH (inspect.$SCENARIO), http://127.0.0.1:$REPAIR_PORT$BASE_PATH (repair.$SCENARIO)"
+    CONNECTION=(
+        OPENAI_API_BASE_URLS="http://127.0.0.1:$INSPECT_PORT$BASE_PATH;http://127.0.0.1:$REPAIR_PORT$BASE_PATH"
+        OPENAI_API_KEYS="dummy;dummy"
+        OPENAI_API_CONFIGS='{"0": {"prefix_id": "inspect"}, "1": {"prefix_id": "repair"}}'
+    )
+    DRIVER_ARGS=(--story "$STORY"
+                 --mitm-log "$TMP/mitmdump-inspect.log" --jsonl "$TMP/inspect.jsonl"
+                 --repair-mitm-log "$TMP/mitmdump-repair.log" --repair-jsonl "$TMP/repair.jsonl")
+    WATCH=(--watch "upstream=$UPSTREAM_PID" --watch "mitmdump-inspect=$INSPECT_PID"
+           --watch "mitmdump-repair=$REPAIR_PID")
+fi
+
+say "Open WebUI on 127.0.0.1:$WEBUI_PORT -> $CONNECTION_URL (data in $TMP/webui-data)"
 mkdir -p "$TMP/webui-data"
 SECRET="$("$PY" -c 'import secrets; print(secrets.token_hex(32))')"
 # The headless, offline, auth-less environment from shared/openwebui.md.
 start openwebui env \
     DATA_DIR="$TMP/webui-data" WEBUI_AUTH=False WEBUI_SECRET_KEY="$SECRET" \
-    ENABLE_OLLAMA_API=False ENABLE_OPENAI_API=True \
-    OPENAI_API_BASE_URL="http://127.0.0.1:$MITM_PORT$BASE_PATH" OPENAI_API_KEY=dummy \
+    ENABLE_OLLAMA_API=False ENABLE_OPENAI_API=True "${CONNECTION[@]}" \
     OFFLINE_MODE=True HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ENABLE_VERSION_UPDATE_CHECK=False \
     ANONYMIZED_TELEMETRY=False SCARF_NO_ANALYTICS=true DO_NOT_TRACK=true \
     RAG_EMBEDDING_ENGINE=openai RAG_EMBEDDING_MODEL_AUTO_UPDATE=False \
@@ -213,9 +263,8 @@ WEBUI_PID=$LAST_PID
 
 set +e
 "$PY" "$DRIVER" \
-    --webui "http://127.0.0.1:$WEBUI_PORT" --scenario "$SCENARIO" \
-    --mitm-log "$TMP/mitmdump.log" --jsonl "$TMP/events.jsonl" \
-    --watch "upstream=$UPSTREAM_PID" --watch "mitmdump=$MITM_PID" --watch "openwebui=$WEBUI_PID" \
+    --webui "http://127.0.0.1:$WEBUI_PORT" "${DRIVER_ARGS[@]}" \
+    "${WATCH[@]}" --watch "openwebui=$WEBUI_PID" \
     --logs "$TMP" --health-timeout "$HEALTH_TIMEOUT"
 STATUS=$?
 set -e
