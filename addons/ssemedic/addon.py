@@ -19,6 +19,7 @@ from .output import LOG_LEVELS, Reporter
 from .decoding import supported
 from .diagnose import DEFAULT_STALL_SECONDS
 from .providers import detect_from_request
+from .inject import Injection, parse_injections
 from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, parse_repairs
 from .session import framing_for_content_type
 from .timeline import TimelineError, unpack
@@ -41,6 +42,7 @@ class Medic:
         self.filter: flowfilter.TFilter | None = None
         self.stall_after = DEFAULT_STALL_SECONDS
         self.repairs: frozenset[Repair] = ALL_REPAIRS
+        self.injections: dict[Injection, float] = {}
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
 
@@ -74,6 +76,12 @@ class Medic:
             "reframe, normalise, headers, decompress, sanitize, done, letta.",
         )
         loader.add_option(
+            "ssemedic_inject", str, "",
+            "Break streams on their way to the client, to test clients: a comma-separated list of "
+            "split-utf8, split-events, cr, drop-done, error-done, burst, stall=SECONDS, cut. "
+            "Empty: no injection.",
+        )
+        loader.add_option(
             "ssemedic_stall", str, "10",
             "Seconds of silence between two events that ssemedic reports as a stall.",
         )
@@ -95,6 +103,11 @@ class Medic:
                 self.repairs = parse_repairs(opts.ssemedic_repairs)
             except ValueError as exc:
                 raise exceptions.OptionsError(f"ssemedic_repairs: {exc}") from None
+        if "ssemedic_inject" in updated:
+            try:
+                self.injections = parse_injections(opts.ssemedic_inject)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"ssemedic_inject: {exc}") from None
         if "ssemedic_stall" in updated:
             self.stall_after = _stall(opts.ssemedic_stall)
         if "ssemedic_filter" in updated:
@@ -189,6 +202,8 @@ class Medic:
         go out before the first chunk."""
         assert f.response is not None
         if not ctx.options.ssemedic_repair:
+            if self.injections and mode == "stream" and "content-length" in f.response.headers:
+                f.response.headers.pop("content-length")  # injection changes the body
             return frozenset()
         repairs = self.repairs
         headers = f.response.headers
@@ -211,6 +226,8 @@ class Medic:
             if headers.get("x-accel-buffering", "").lower() != "no":
                 headers["x-accel-buffering"] = "no"
                 changed.append("X-Accel-Buffering: no")
+        if self.injections and mode == "stream" and "content-length" in headers:
+            headers.pop("content-length")  # injection changes the body
         if changed:
             logger.info("[%s] ssemedic repaired headers: %s", f.id[:6], "; ".join(changed))
             f.metadata.setdefault(METADATA_KEY, {})["header_repairs"] = changed
@@ -234,6 +251,7 @@ class Medic:
             stall_after=self.stall_after,
             repairs=repairs,
             defer=_call_soon() if reporter is None else None,
+            injections=self.injections if reporter is None and not sniff else None,
         )
         return stream
 

@@ -19,8 +19,9 @@ from . import timeline
 from .decoding import DecodeError, StreamDecoder, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
+from .inject import Injection, Injector
 from .repair import BODY_REPAIRS, Repair, Repairer
-from .session import EventRecord, StreamSession
+from .session import EventRecord, StreamSession, framing_for_content_type
 from .sources import sniff as sniff_kind
 
 #: Raw bytes kept per flow for saving; beyond this the recording is cut (and says so).
@@ -66,6 +67,7 @@ class LiveStream:
         stall_after: float = DEFAULT_STALL_SECONDS,
         repairs: frozenset[Repair] = frozenset(),
         defer: Callable[[Callable[[], None]], object] | None = None,
+        injections: dict[Injection, float] | None = None,
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -115,7 +117,11 @@ class LiveStream:
         if self._decoder is not None and not self.decompressing:
             repairs = repairs & {Repair.HEADERS}  # the body stays compressed: it cannot be edited
         self.repairer = Repairer(repairs) if repairs & BODY_REPAIRS else None
-        self.rewriting = self.repairer is not None or self.decompressing
+        self.injector: Injector | None = None
+        if injections:
+            framing = framing_for_content_type(self.response_headers.get("content-type")) or "sse"
+            self.injector = Injector(injections, framing)
+        self.rewriting = self.repairer is not None or self.decompressing or self.injector is not None
         self._out: list[bytes] = []
         self._unforwarded: bytes | None = None  # decoded bytes not yet handed on
         # Inspect-only mode forwards each chunk first and inspects it right
@@ -123,6 +129,7 @@ class LiveStream:
         # call_soon), so inspection never delays the bytes.
         self._defer = defer if not self.rewriting else None
         self._queued: list[tuple[bytes, float | None]] = []
+        self._tail: list[bytes] | None = None  # injected pieces cut at the end
 
     def announce(self) -> None:
         """Tell the sink the stream started (once)."""
@@ -136,8 +143,8 @@ class LiveStream:
         """mitmproxy's stream callable. Without repairs it forwards every
         byte as it came; with them, what the repairer makes of the stream.
         Never returns b"" mid-stream (that would end a chunked body)."""
+        at = self.clock()
         if data:
-            at = self.clock()
             if self._defer is not None:
                 self._record(data, at)
                 if not self._queued:
@@ -145,9 +152,9 @@ class LiveStream:
                 self._queued.append((data, at))
                 return [data]
             self.receive(data, at)
-            return self._take([data])
-        self.end(self.clock())
-        return self._take([])
+            return self._take([data], at)
+        self.end(at)
+        return self._take([], at, final=True)
 
     def drain(self) -> None:
         """Inspect the chunks that were forwarded but not yet inspected."""
@@ -155,12 +162,29 @@ class LiveStream:
         for data, at in queued:
             self._inspect_or_pass(data, at)
 
-    def _take(self, unchanged: list[bytes]) -> list[bytes]:
+    def _take(self, unchanged: list[bytes], at: float | None, *, final: bool = False) -> list[bytes]:
         if not self.rewriting:
             return unchanged
         out = b"".join(self._out)
         self._out.clear()
+        if final and self._tail is not None:
+            pieces, self._tail = self._tail, None
+            return pieces
+        if self.injector is not None:
+            return self._inject(out, at, final=False)
         return [out] if out else []
+
+    def _inject(self, out: bytes, at: float | None, *, final: bool) -> list[bytes]:
+        assert self.injector is not None
+        try:
+            pieces = self.injector.feed(out, at)
+            if final:
+                pieces += self.injector.end(at)
+        except Exception as exc:  # injection is a test tool: never lose bytes over it
+            self.injector = None
+            self.notes.append(f"injection stopped by an internal error: {exc!r}")
+            return [out] if out else []
+        return [piece for piece in pieces if piece]
 
     def receive(self, data: bytes, at: float | None) -> None:
         """Record and inspect one chunk (live, or replayed with its stored time)."""
@@ -200,6 +224,13 @@ class LiveStream:
             self._sniffed = b""
         if self.repairer is not None and self.repairer.changes:
             self.notes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
+        if self.injector is not None:
+            # The last pieces are cut now, so the summary can say what was injected.
+            out = b"".join(self._out)
+            self._out.clear()
+            self._tail = self._inject(out, at, final=True)
+            if self.injector is not None and self.injector.done:
+                self.notes.append("injected: " + "; ".join(dict.fromkeys(self.injector.done)))
         if self.announced:
             self._guard(self.sink.finished, self, error)
 
