@@ -73,6 +73,7 @@ class Injector:
         self._pending_at = 0  # offset of _pending[0] in the outgoing stream
         self._held: list[bytes] = []  # whole blocks held back (burst, stall)
         self._stall_from: float | None = None
+        self._stall_over = False
         self._events = 0
         self._stopped = False  # after error-done or cut nothing more is sent
         self.done: list[str] = []  # what was injected, for the log
@@ -128,14 +129,14 @@ class Injector:
         if Injection.BURST in self.injections:
             self._held.extend(pieces)
             return []
-        if Injection.STALL in self.injections:
-            if self._stall_from is None and self._events:
-                self._stall_from = at
-                self.done.append(f"stalled {self.injections[Injection.STALL]:g} s")
+        if Injection.STALL in self.injections and not self._stall_over:
+            if self._stall_from is None:
+                if self._events:
+                    self._stall_from = at if at is not None else 0.0
+                    self.done.append(f"stalled {self.injections[Injection.STALL]:g} s")
                 return pieces  # the first event goes out; the rest waits
-            if self._stall_from is not None:
-                self._held.extend(pieces)
-                return self._stall_check(at, final)
+            self._held.extend(pieces)
+            return self._stall_check(at, final)
         return pieces
 
     def _event(self, raw: bytes, data: str) -> list[bytes]:
@@ -186,7 +187,7 @@ class Injector:
             return []
         waited = at is not None and at - self._stall_from >= self.injections.get(Injection.STALL, 0.0)
         if final or waited:
-            self._stall_from = float("inf")  # stall once
+            self._stall_over = True  # stall once
             return self._release()
         return []
 
