@@ -29,10 +29,12 @@ import ipaddress
 import json
 import logging
 import math
+import random
 import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -368,6 +370,152 @@ def ollama(call: Call) -> Reply:
     return Reply(200, dict(NDJSON_HEADERS), stagger(lines, call.delay))
 
 
+# -- scenarios for repair ------------------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def with_line_ending(event: bytes, eol: bytes) -> bytes:
+    """``event`` with its LF line endings replaced (JSON payloads hold no raw LF)."""
+    return event.replace(b"\n", eol)
+
+
+def cr_lines(call: Call) -> Reply:
+    """the healthy stream with bare-CR line endings and a UTF-8 BOM first"""
+    if not call.stream:
+        return healthy(call)
+    events = [with_line_ending(event, b"\r") for event in healthy_events(call.model)]
+    events[0] = BOM + events[0]
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
+def crlf_mixed(call: Call) -> Reply:
+    """the healthy stream whose events alternate CRLF and LF line endings ([DONE] ends in CRLF)"""
+    if not call.stream:
+        return healthy(call)
+    events = healthy_events(call.model)
+    events = [with_line_ending(event, b"\r\n" if (len(events) - index) % 2 else b"\n")
+              for index, event in enumerate(events)]
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
+def content_length(call: Call) -> Reply:
+    """the healthy stream, paced as usual, but delimited by a Content-Length header"""
+    if not call.stream:
+        return healthy(call)
+    return Reply(200, dict(SSE_HEADERS), stagger(healthy_events(call.model), call.delay), "length")
+
+
+def gzip_writes(writes: Sequence[Write]) -> list[Write]:
+    """The same writes gzip-compressed as one stream, each flushed (Z_SYNC_FLUSH)
+    so it can be decompressed as soon as it arrives."""
+    compressor = zlib.compressobj(wbits=31)
+    out: list[Write] = []
+    for index, (delay, data) in enumerate(writes):
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if index == len(writes) - 1:
+            compressed += compressor.flush()
+        out.append((delay, compressed))
+    return out
+
+
+def gzip_stream(call: Call) -> Reply:
+    """the healthy stream with Content-Encoding: gzip, compressed incrementally so it still streams"""
+    if not call.stream:
+        return healthy(call)
+    writes = gzip_writes(stagger(healthy_events(call.model), call.delay))
+    return Reply(200, {**SSE_HEADERS, "Content-Encoding": "gzip"}, writes)
+
+
+#: The garbage event ``invalid-json`` sends in the middle of the healthy stream.
+INVALID_JSON_EVENT = b"data: {not json\n\n"
+
+
+def invalid_json(call: Call) -> Reply:
+    """the healthy stream with one garbage data: {not json event in the middle of the answer"""
+    if not call.stream:
+        return healthy(call)
+    events = healthy_events(call.model)
+    middle = len(events) - len(tokens(HEALTHY_TEXT)) // 2 - 3
+    return Reply(200, dict(SSE_HEADERS), stagger([*events[:middle], INVALID_JSON_EVENT, *events[middle:]],
+                                                 call.delay))
+
+
+def invalid_utf8_pieces() -> list[bytes]:
+    """The content pieces of ``invalid-utf8`` as sent: the healthy answer's
+    tokens, the middle one with a stray 0xFF byte (never valid in UTF-8)."""
+    pieces = [json.dumps(token, ensure_ascii=False)[1:-1].encode() for token in tokens(HEALTHY_TEXT)]
+    middle = len(pieces) // 2
+    pieces[middle] = pieces[middle].rstrip() + b"\xff" + pieces[middle][len(pieces[middle].rstrip()):]
+    return pieces
+
+
+def invalid_utf8(call: Call) -> Reply:
+    """the healthy stream with a stray 0xFF byte inside the JSON string of one content event"""
+    if not call.stream:
+        return healthy(call)
+    opening = chat_opening(call.model, "", HEALTHY_REASONING)
+    content = []
+    for token, piece in zip(tokens(HEALTHY_TEXT), invalid_utf8_pieces(), strict=True):
+        event = sse(chat_chunk(call.model, {"content": token}))
+        quoted = json.dumps(token, ensure_ascii=False)[1:-1].encode()
+        content.append(event.replace(b'"content": "' + quoted + b'"', b'"content": "' + piece + b'"'))
+    events = [*opening, *content, chat_finish(call.model),
+              chat_usage_event(call.model, HEALTHY_TEXT, HEALTHY_REASONING), DONE]
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
+#: What ``long`` is built from: Russian, English and emoji, as a mixed answer reads.
+LONG_VOCABULARY = (
+    "поток", "событие", "ответ", "прокси", "сервер", "клиент", "символ", "строка", "буфер", "кусочек",
+    "данные", "соединение", "заголовок", "модель", "токен", "задержка", "ошибка", "починка", "ёжик",
+    "щука", "объявление", "сжатие", "текст", "рассуждение", "stream", "event", "chunk", "proxy",
+    "buffer", "token", "latency", "gateway", "client", "server", "header", "model", "newline",
+    "🙂", "🚀", "🧩", "✨", "🩺", "👋🏽", "🇷🇺", "👩‍💻",
+)
+LONG_SEED = 20261120
+#: How many words of ``long`` go into one event.
+LONG_WORDS_PER_EVENT = 3
+
+
+def long_text(words: int = 1600, seed: int = LONG_SEED) -> str:
+    """A deterministic answer of ``words`` words, in sentences and paragraphs."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    sentence = 0
+    for index in range(words):
+        word = rng.choice(LONG_VOCABULARY)
+        if sentence == 0:
+            word = word[:1].upper() + word[1:]
+        sentence += 1
+        last = index == words - 1
+        if last or (sentence >= 6 and rng.random() < 0.2):
+            sentence = 0
+            word += "." if last else rng.choice([".", "!", "?", "…"])
+            separator = "" if last else ("\n\n" if rng.random() < 0.15 else " ")
+        else:
+            separator = ", " if rng.random() < 0.1 else " "
+        out.append(word + separator)
+    return "".join(out)
+
+
+#: The answer of ``long``: over 1500 words.
+LONG_TEXT = long_text()
+
+
+def long_answer(call: Call) -> Reply:
+    """a 1600-word Russian, English and emoji answer in split writes that ends after finish_reason without [DONE]"""
+    if not call.stream:
+        return json_reply(200, completion(call.model, LONG_TEXT, ""), call.delay)
+    words = tokens(LONG_TEXT)
+    pieces = ["".join(words[start : start + LONG_WORDS_PER_EVENT])
+              for start in range(0, len(words), LONG_WORDS_PER_EVENT)]
+    events = [sse(chat_chunk(call.model, {"role": "assistant", "content": ""}))]
+    events += [sse(chat_chunk(call.model, {"content": piece})) for piece in pieces]
+    events.append(chat_finish(call.model))
+    return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
+
+
 #: name -> scenario; add one here and it is served, listed and selectable.
 SCENARIOS: dict[str, Scenario] = {
     "healthy": healthy,
@@ -379,6 +527,13 @@ SCENARIOS: dict[str, Scenario] = {
     "truncated-close": truncated_close,
     "letta-send-message": letta_send_message,
     "ollama": ollama,
+    "cr-lines": cr_lines,
+    "crlf-mixed": crlf_mixed,
+    "content-length": content_length,
+    "gzip": gzip_stream,
+    "invalid-json": invalid_json,
+    "invalid-utf8": invalid_utf8,
+    "long": long_answer,
 }
 
 

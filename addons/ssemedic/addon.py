@@ -151,8 +151,9 @@ class Medic:
         mode = self._selection(f)
         if mode is None:
             return
+        upstream_headers = dict(f.response.headers.items())
         repairs = self._repairs_for(f, mode)
-        stream = self._new_stream(f, sniff=mode == "sniff", repairs=repairs)
+        stream = self._new_stream(f, sniff=mode == "sniff", repairs=repairs, response_headers=upstream_headers)
         if mode == "stream":
             stream.announce()
         self.streams[f.id] = stream
@@ -234,7 +235,8 @@ class Medic:
         return repairs
 
     def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
-                    repairs: frozenset[Repair] = frozenset()) -> LiveStream:
+                    repairs: frozenset[Repair] = frozenset(),
+                    response_headers: dict[str, str] | None = None) -> LiveStream:
         assert f.response is not None
         stream = LiveStream(
             flow_id=f.id,
@@ -243,7 +245,7 @@ class Medic:
             path=f.request.path,
             request_headers=dict(f.request.headers.items()),
             status=f.response.status_code,
-            response_headers=dict(f.response.headers.items()),
+            response_headers=response_headers or dict(f.response.headers.items()),
             started_at=f.request.timestamp_start,
             sink=reporter or self.reporter,
             clock=self.clock,
@@ -260,6 +262,9 @@ class Medic:
         # bytes so `-w` and mitmweb's save have them, plus the timeline.
         if f.response is not None:
             f.response.raw_content = bytes(stream.raw)
+            encoding = stream.response_headers.get("content-encoding")
+            if stream.decompressing and encoding:
+                f.response.headers["content-encoding"] = encoding  # the saved body is still compressed
         if stream.announced:
             f.metadata[METADATA_KEY] = {**f.metadata.get(METADATA_KEY, {}), **stream.metadata()}
 

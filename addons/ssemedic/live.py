@@ -309,7 +309,9 @@ class LiveStream:
     def _feed(self, data: bytes, at: float | None) -> None:
         if self.session.bytes == 0:
             self.sink.first_chunk(self, data)
-        self._unforwarded = data if self.rewriting else None
+        self._unforwarded = data if self.rewriting and self.repairer is None else None
+        if self.repairer is not None:
+            self.repairer.hold(data)
         records = self.session.feed(data, at)
         self._emit(records)
         if self.rewriting:

@@ -46,7 +46,7 @@ TRUNCATION_MESSAGE = "the upstream closed the stream before it was complete (rep
 def parse_repairs(value: str) -> frozenset[Repair]:
     """``all`` or a comma-separated list of repair names; raises ValueError naming the bad one."""
     names = [name.strip().lower() for name in value.split(",") if name.strip()]
-    if not names or names == ["all"]:
+    if not names or "all" in names:
         return ALL_REPAIRS
     chosen = set()
     for name in names:
@@ -102,17 +102,23 @@ class Repairer:
         """Bytes to send after ``data`` (already fed to ``session``) produced ``records``."""
         if not self.body:
             return data
-        self._held += data
         if self._gave_up:
             return self._flush_all()
         parser = session.parser
         boundary = parser.boundary if parser is not None else self._held_at
         out = self._region(session, boundary, records)
+        if self._held and Repair.REFRAME in self.repairs:
+            self.changes["partial event held back until whole"] += 1
         if len(self._held) > MAX_HELD:
             # An event this large is not inspected anyway: pass it on as it is.
             self.changes["oversized event forwarded unrepaired"] += 1
             out += self._flush_all()
         return out
+
+    def hold(self, data: bytes) -> None:
+        """Take a chunk before it is inspected: from now on release() hands it on."""
+        if self.body:
+            self._held += data
 
     def end(self, session: StreamSession, records: list[EventRecord], *, clean: bool) -> bytes:
         """Bytes to send when the stream ends; ``clean`` is False for a broken connection."""
@@ -128,7 +134,7 @@ class Repairer:
             else:
                 out += rest
         elif rest:
-            out += rest
+            out += self._normalise(rest, first=False) if Repair.NORMALISE in self.repairs else rest
         if Repair.DONE in self.repairs and clean:
             out += self._ending(session)
         return out
@@ -141,8 +147,7 @@ class Repairer:
         if size <= 0:
             return b""
         region = bytes(self._held[:size])
-        del self._held[:size]
-        start, self._held_at = self._held_at, boundary
+        start = self._held_at
         pieces: list[bytes] = []
         cursor = 0
         for record in records:
@@ -163,6 +168,8 @@ class Repairer:
             except UnicodeDecodeError:
                 out = out.decode("utf-8", "replace").encode("utf-8")
                 self.changes["invalid UTF-8 replaced"] += 1
+        del self._held[:size]  # only now: a failure above leaves it for release()
+        self._held_at = boundary
         return out
 
     def _event(self, session: StreamSession, record: EventRecord) -> bytes:
@@ -193,7 +200,7 @@ class Repairer:
         """What a cleanly closed stream still lacks: [DONE], or an error instead of a silent cut."""
         from .providers import GENERIC
 
-        if session.provider == GENERIC:
+        if session.provider == GENERIC or self._done_seen:
             return b""
         if not session.complete and not session.message.errors:
             self.changes["silent cut turned into an error event"] += 1
