@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, providers
+from . import __version__, providers, replay
 from .faults import CATALOGUE
 from .report import build, render
 from .sources import SourceError, load
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         "--max-text", type=int, default=2000, metavar="N",
         help="show at most N characters of text per field (0: all; rich output only)",
     )
+    replay_parser = commands.add_parser("replay", help=replay.HELP, description=replay.DESCRIPTION)
+    replay.add_arguments(replay_parser)
     faults = commands.add_parser(
         "faults",
         help="list every fault ssemedic diagnoses, with its remedy",
@@ -95,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "faults":
         return _faults(args)
+    if args.command == "replay":
+        return replay.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
 
 
