@@ -19,6 +19,7 @@ from .output import LOG_LEVELS, Reporter
 from .decoding import supported
 from .diagnose import DEFAULT_STALL_SECONDS
 from .providers import detect_from_request
+from .redact import redact_flow, redact_url
 from .inject import Injection, parse_injections
 from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, parse_repairs
 from .session import framing_for_content_type
@@ -80,6 +81,12 @@ class Medic:
             "Break streams on their way to the client, to test clients: a comma-separated list of "
             "split-utf8, split-events, cr, drop-done, error-done, burst, stall=SECONDS, cut. "
             "Empty: no injection.",
+        )
+        loader.add_option(
+            "ssemedic_redact", bool, True,
+            "Hide credentials (Authorization, API-key headers, cookies, key=... in URLs, api_key in "
+            "JSON request bodies) in ssemedic's log, JSONL and the flows it stores for saving. "
+            "The traffic itself passes unchanged.",
         )
         loader.add_option(
             "ssemedic_stall", str, "10",
@@ -176,7 +183,8 @@ class Medic:
     @command.command("ssemedic.report")
     def report(self, flows: Sequence[flow.Flow]) -> None:
         """Log a summary of every selected flow that holds a streamed LLM response."""
-        reporter = Reporter(level="summary", max_text=self.reporter.max_text, console=self._console)
+        reporter = Reporter(level="summary", max_text=self.reporter.max_text, console=self._console,
+                            redact=ctx.options.ssemedic_redact)
         count = 0
         for f in flows:
             if isinstance(f, http.HTTPFlow) and f.response is not None and f.response.raw_content is not None:
@@ -238,9 +246,10 @@ class Medic:
                     repairs: frozenset[Repair] = frozenset(),
                     response_headers: dict[str, str] | None = None) -> LiveStream:
         assert f.response is not None
+        url = f.request.pretty_url
         stream = LiveStream(
             flow_id=f.id,
-            label=f"{f.request.method} {f.request.pretty_url}",
+            label=f"{f.request.method} {redact_url(url) if ctx.options.ssemedic_redact else url}",
             method=f.request.method,
             path=f.request.path,
             request_headers=dict(f.request.headers.items()),
@@ -267,6 +276,10 @@ class Medic:
                 f.response.headers["content-encoding"] = encoding  # the saved body is still compressed
         if stream.announced:
             f.metadata[METADATA_KEY] = {**f.metadata.get(METADATA_KEY, {}), **stream.metadata()}
+        if ctx.options.ssemedic_redact:
+            # After the request went out and the body was streamed: only what
+            # is kept and saved loses its credentials, never the traffic.
+            redact_flow(f, in_flight=True)
 
     def _replay(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
         """Run a stored flow through a LiveStream, with its recorded timeline if any."""
@@ -300,6 +313,7 @@ class Medic:
             console=self._console,
             jsonl=self._jsonl,
             defer=_call_soon(),
+            redact=opts.ssemedic_redact,
         )
 
     def _close_jsonl(self) -> None:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, providers, replay
+from . import redact as redaction
 from .faults import CATALOGUE
 from .report import build, render
 from .sources import SourceError, load
@@ -45,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay_parser = commands.add_parser("replay", help=replay.HELP, description=replay.DESCRIPTION)
     replay.add_arguments(replay_parser)
+    redact_parser = commands.add_parser(
+        "redact", help="hide credentials in a flow or HAR file before sharing it",
+        description="Copy a mitmproxy flow file (or HAR) to OUT with credentials hidden: Authorization, "
+        "API-key headers, cookies, key-like values in URLs and api_key fields in JSON request bodies. "
+        "The streamed response bodies are kept byte for byte.",
+    )
+    redaction.add_arguments(redact_parser)
     faults = commands.add_parser(
         "faults",
         help="list every fault ssemedic diagnoses, with its remedy",
@@ -99,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _faults(args)
     if args.command == "replay":
         return replay.run(args)
+    if args.command == "redact":
+        return redaction.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from .describe import clip, describe, part_to_dict
 from .faults import Fault
+from .redact import redact_data, redact_text
 from .live import LiveStream, header_summary
 from .report import panel
 from .session import EventRecord
@@ -45,6 +46,7 @@ class Reporter:
         jsonl: IO[str] | None = None,
         color: bool | None = None,
         defer: Callable[[Callable[[], None]], object] | None = None,
+        redact: bool = False,
     ) -> None:
         if level not in LOG_LEVELS:
             raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}")
@@ -55,6 +57,9 @@ class Reporter:
         # The rich panel takes milliseconds: with ``defer`` (the event loop's
         # call_soon) it is drawn after the stream's last bytes have gone out.
         self.defer = defer
+        # Credentials only appear in lifecycle lines and summaries (URLs,
+        # notes, errors), so those are redacted; event lines stay cheap.
+        self.redact = redact
         # Under the event loop, lines are flushed once per loop turn rather
         # than one write system call per line.
         self._flush_scheduled = False
@@ -66,10 +71,13 @@ class Reporter:
 
     def started(self, stream: LiveStream) -> None:
         session = stream.session
-        self._line(stream, "cyan", f"stream started: {stream.label} · provider {session.provider}")
-        self._line(stream, "dim", f"upstream headers: {stream.status} {header_summary(stream.response_headers)}")
+        self._line(stream, "cyan", self._safe(f"stream started: {stream.label} · provider {session.provider}"))
+        self._line(stream, "dim", self._safe(f"upstream headers: {stream.status} {header_summary(stream.response_headers)}"))
         for note in stream.notes:
-            self._line(stream, "yellow", note)
+            self._line(stream, "yellow", self._safe(note))
+
+    def _safe(self, text: str) -> str:
+        return redact_text(text) if self.redact else text
 
     def first_chunk(self, stream: LiveStream, data: bytes) -> None:
         t = self._offset(stream, stream.chunk_times[-1] if stream.chunk_times else None)
@@ -100,11 +108,13 @@ class Reporter:
 
     def finished(self, stream: LiveStream, error: str | None) -> None:
         report = stream.report()
+        if self.redact:
+            report = redact_data(report)
         timing = report["timing"]
         if error is None:
             self._line(stream, "green", f"completed: {timing['events']} events, {timing['bytes']:,} bytes")
         else:
-            self._line(stream, "red", f"aborted: {error}")
+            self._line(stream, "red", self._safe(f"aborted: {error}"))
         if self.level != "off":
             if self._rich is not None:
                 rich = self._rich
