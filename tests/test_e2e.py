@@ -148,3 +148,26 @@ def test_internal_error_leaves_the_stream_flowing_unchanged_and_is_logged_once(
     assert proxied == direct
     assert log.count("ssemedic internal error; the flow passes through unchanged") == 1
     assert "injected inspection failure" in log
+
+
+def test_nr_on_a_browser_har_reports_the_stream_without_inventing_timings(tmp_path: Path) -> None:
+    from mitmproxy.addons.savehar import SaveHar
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.method, flow.request.path = "POST", "/v1/chat/completions"
+    flow.request.content = json.dumps(CHAT).encode()
+    flow.response.headers["content-type"] = "text/event-stream"
+    events = [{"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Привет 👋"}}]},
+              {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+    flow.response.content = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+    har, jsonl = tmp_path / "browser.har", tmp_path / "har.jsonl"
+    har.write_text(json.dumps(SaveHar().make_har([flow])), encoding="utf-8")
+    done = run_mitmdump(["-n", "-r", str(har), "-s", str(ROOT / "addons" / "medic.py"),
+                         "--set", f"ssemedic_jsonl={jsonl}"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = next(json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()
+                   if json.loads(line)["type"] == "summary")
+    assert summary["text"] == "Привет 👋"
+    assert summary["timing"]["ttfb_ms"] is None and summary["timing"]["gap_max_ms"] is None
+    assert any("no chunk timeline" in note for note in summary["notes"])
