@@ -2,9 +2,12 @@
 """A small, deliberately misbehaving LLM upstream for the demo and the tests.
 
 It speaks OpenAI-compatible ``POST /v1/chat/completions`` (plus ``GET
-/v1/models``), Letta's ``POST /v1/agents/<id>/messages/stream`` and Ollama's
-``POST /api/chat``, and answers each request with a *scenario*: a healthy
-stream, or one of the faults ssemedic exists to find. Every payload is built
+/v1/models``), Letta's ``POST /v1/agents/<id>/messages/stream``, Ollama's
+``POST /api/chat``, the OpenAI Responses API's ``POST /v1/responses``,
+Anthropic's ``POST /v1/messages`` and Gemini's ``POST
+/v1beta/models/<model>:streamGenerateContent?alt=sse``, and answers each
+request with a *scenario*: a healthy stream, or one of the faults ssemedic
+exists to find. Every payload is built
 with ``json.dumps`` following the provider's documented format (as in
 scripts/make_samples.py), never written as JSON by hand.
 
@@ -15,8 +18,9 @@ Only the stdlib is used, and the stdlib parses every request; this module
 only *writes* chunk frames. It binds loopback addresses only.
 
 Choosing a scenario: a path prefix ``/s/<scenario>/...`` wins, then a request
-``model`` that names a scenario, then the endpoint's default (``healthy``,
-``letta-send-message`` or ``ollama``). ``?delay=SECONDS`` sets the pause
+``model`` (for Gemini, the model in the path) that names a scenario, then the
+endpoint's default (``healthy``, ``letta-send-message``, ``ollama``,
+``openai-responses``, ``anthropic`` or ``gemini``). ``?delay=SECONDS`` sets the pause
 between writes (default 0.03 s, which makes ``healthy`` last about 2 s).
 
 Usage: .venv/bin/python scripts/demo_upstream.py [--port 8777] [--list] [--max-seconds N]
@@ -71,6 +75,13 @@ SSE_HEADERS = {
     # misconfigured upstream that lets proxies buffer or compress the stream.
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
+}
+#: What a well-configured upstream sends with an event stream: nothing in
+#: between may compress, transform or buffer it.
+CLEAN_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
 NDJSON_HEADERS = {"Content-Type": "application/x-ndjson"}
@@ -229,6 +240,11 @@ def stagger(events: Sequence[bytes], delay: float) -> list[Write]:
     return writes
 
 
+def aligned(events: Sequence[bytes], delay: float) -> list[Write]:
+    """One write per whole event, as a well-behaved server flushes them."""
+    return [(delay, event) for event in events]
+
+
 def chunk_frame(data: bytes) -> bytes:
     """One HTTP/1.1 chunk: size in hex, CRLF, data, CRLF. ``data`` must not be
     empty, since an empty chunk is the end of the body."""
@@ -245,6 +261,13 @@ def healthy(call: Call) -> Reply:
     if not call.stream:
         return json_reply(200, completion(call.model, HEALTHY_TEXT, HEALTHY_REASONING), call.delay)
     return Reply(200, dict(SSE_HEADERS), stagger(healthy_events(call.model), call.delay))
+
+
+def healthy_clean(call: Call) -> Reply:
+    """the healthy stream as a well-configured server sends it: no-transform and X-Accel-Buffering headers, one write per event"""
+    if not call.stream:
+        return healthy(call)
+    return Reply(200, dict(CLEAN_SSE_HEADERS), aligned(healthy_events(call.model), call.delay))
 
 
 def error_then_done(call: Call) -> Reply:
@@ -368,6 +391,200 @@ def ollama(call: Call) -> Reply:
               for piece in tokens(HEALTHY_TEXT)]
     lines.append(ndjson(ollama_line(call.model, message={"role": "assistant", "content": ""}, **final)))
     return Reply(200, dict(NDJSON_HEADERS), stagger(lines, call.delay))
+
+
+def letta_modern_events() -> list[bytes]:
+    """Letta's current form: the reply streams as ``assistant_message`` events."""
+    out = [sse({**LETTA_MESSAGE, "message_type": "reasoning_message", "reasoning": piece})
+           for piece in tokens(HEALTHY_REASONING)]
+    out += [sse({**LETTA_MESSAGE, "id": "message-2b7d", "message_type": "assistant_message", "content": piece})
+            for piece in tokens(HEALTHY_TEXT)]
+    out.append(sse({"message_type": "stop_reason", "stop_reason": "end_turn"}))
+    out.append(sse({"message_type": "usage_statistics", **chat_usage(HEALTHY_TEXT, HEALTHY_REASONING),
+                    "step_count": 1}))
+    out.append(DONE)
+    return out
+
+
+def letta(call: Call) -> Reply:
+    """Letta agent stream in the assistant_message form, good headers, one write per event (always streams)"""
+    return Reply(200, dict(CLEAN_SSE_HEADERS), aligned(letta_modern_events(), call.delay))
+
+
+# -- the other providers' healthy streams ---------------------------------------
+#
+# Each follows its provider's documented stream format (the shapes the tests in
+# tests/test_providers_*.py use), with good headers and one write per event.
+
+
+def typed_sse(payload: dict[str, Any]) -> bytes:
+    """One SSE event whose ``event:`` field repeats the data's ``type``, as
+    Anthropic and the Responses API send them."""
+    return f"event: {payload['type']}\n".encode() + sse(payload)
+
+
+ANTHROPIC_ID = "msg_01DemoQm7xYpL3kT9vWzR2aB"
+#: The signature that closes the thinking block (opaque to clients).
+ANTHROPIC_SIGNATURE = "EqQBCgIYAhIMdemo7QmSignatureGhgxBdjrkzLoky3dl1pkiMOYds"
+
+
+def anthropic_usage(output_tokens: int) -> dict[str, int]:
+    return {"input_tokens": 27, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens}
+
+
+def anthropic_message(model: str, content: list[dict[str, Any]], stop_reason: str | None,
+                      output_tokens: int) -> dict[str, Any]:
+    return {"id": ANTHROPIC_ID, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop_reason, "stop_sequence": None, "usage": anthropic_usage(output_tokens)}
+
+
+def anthropic_events(model: str) -> list[bytes]:
+    """The healthy Messages stream: a thinking block with its signature, then the text block."""
+    def delta(index: int, body: dict[str, Any]) -> bytes:
+        return typed_sse({"type": "content_block_delta", "index": index, "delta": body})
+
+    output_tokens = len(tokens(HEALTHY_TEXT)) + len(tokens(HEALTHY_REASONING))
+    out = [typed_sse({"type": "message_start", "message": anthropic_message(model, [], None, 1)}),
+           typed_sse({"type": "content_block_start", "index": 0,
+                      "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+           typed_sse({"type": "ping"})]
+    out += [delta(0, {"type": "thinking_delta", "thinking": piece}) for piece in tokens(HEALTHY_REASONING)]
+    out += [delta(0, {"type": "signature_delta", "signature": ANTHROPIC_SIGNATURE}),
+            typed_sse({"type": "content_block_stop", "index": 0}),
+            typed_sse({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}})]
+    out += [delta(1, {"type": "text_delta", "text": piece}) for piece in tokens(HEALTHY_TEXT)]
+    out += [typed_sse({"type": "content_block_stop", "index": 1}),
+            typed_sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": output_tokens}}),
+            typed_sse({"type": "message_stop"})]
+    return out
+
+
+def anthropic(call: Call) -> Reply:
+    """Anthropic Messages: thinking block with signature, text block, usage, message_stop; good headers, one write per event"""
+    if not call.stream:
+        content = [{"type": "thinking", "thinking": HEALTHY_REASONING, "signature": ANTHROPIC_SIGNATURE},
+                   {"type": "text", "text": HEALTHY_TEXT}]
+        output_tokens = len(tokens(HEALTHY_TEXT)) + len(tokens(HEALTHY_REASONING))
+        return json_reply(200, anthropic_message(call.model, content, "end_turn", output_tokens), call.delay)
+    return Reply(200, dict(CLEAN_SSE_HEADERS), aligned(anthropic_events(call.model), call.delay))
+
+
+RESPONSE_ID = "resp_demo7Qm68108f1a8f348191a2c6d9bb4e06b4d9"
+REASONING_ITEM_ID = "rs_demo7Qm68108f1b0f8c8191a1c2d3e4f5a6b7c8"
+MESSAGE_ITEM_ID = "msg_demo7Qm68108f1b2c4c8191b5f0e1b4f6a3d7c2"
+
+
+def responses_usage() -> dict[str, Any]:
+    reasoning = len(tokens(HEALTHY_REASONING))
+    output = len(tokens(HEALTHY_TEXT)) + reasoning
+    return {"input_tokens": 27, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output,
+            "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": 27 + output}
+
+
+def responses_object(model: str, status: str, output: list[dict[str, Any]],
+                     usage: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": RESPONSE_ID, "object": "response", "created_at": CREATED, "status": status, "error": None,
+            "incomplete_details": None, "model": model, "output": output, "parallel_tool_calls": True,
+            "reasoning": {"effort": "medium", "summary": "auto"}, "tool_choice": "auto", "tools": [],
+            "usage": usage}
+
+
+def responses_items() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The finished reasoning and message output items."""
+    summary = {"type": "summary_text", "text": HEALTHY_REASONING}
+    reasoning = {"id": REASONING_ITEM_ID, "type": "reasoning", "summary": [summary]}
+    text = {"type": "output_text", "text": HEALTHY_TEXT, "annotations": []}
+    message = {"id": MESSAGE_ITEM_ID, "type": "message", "status": "completed", "role": "assistant",
+               "content": [text]}
+    return reasoning, message
+
+
+def responses_events(model: str) -> list[bytes]:
+    """The healthy Responses stream: a reasoning summary, then the message's output text."""
+    reasoning_done, message_done = responses_items()
+    rs = {"item_id": REASONING_ITEM_ID, "output_index": 0, "summary_index": 0}
+    at = {"item_id": MESSAGE_ITEM_ID, "output_index": 1, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": responses_object(model, "in_progress", [], None)},
+        {"type": "response.in_progress", "response": responses_object(model, "in_progress", [], None)},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {"id": REASONING_ITEM_ID, "type": "reasoning", "summary": []}},
+        {"type": "response.reasoning_summary_part.added", **rs, "part": {"type": "summary_text", "text": ""}},
+        *({"type": "response.reasoning_summary_text.delta", **rs, "delta": piece}
+          for piece in tokens(HEALTHY_REASONING)),
+        {"type": "response.reasoning_summary_text.done", **rs, "text": HEALTHY_REASONING},
+        {"type": "response.reasoning_summary_part.done", **rs,
+         "part": {"type": "summary_text", "text": HEALTHY_REASONING}},
+        {"type": "response.output_item.done", "output_index": 0, "item": reasoning_done},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {**message_done, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **at,
+         "part": {"type": "output_text", "text": "", "annotations": []}},
+        *({"type": "response.output_text.delta", **at, "delta": piece, "logprobs": []}
+          for piece in tokens(HEALTHY_TEXT)),
+        {"type": "response.output_text.done", **at, "text": HEALTHY_TEXT, "logprobs": []},
+        {"type": "response.content_part.done", **at, "part": message_done["content"][0]},
+        {"type": "response.output_item.done", "output_index": 1, "item": message_done},
+        {"type": "response.completed",
+         "response": responses_object(model, "completed", [reasoning_done, message_done], responses_usage())},
+    ]
+    return [typed_sse({"type": event["type"], "sequence_number": n, **event}) for n, event in enumerate(events)]
+
+
+def openai_responses(call: Call) -> Reply:
+    """OpenAI Responses: reasoning summary deltas, output_text deltas, response.completed with usage; good headers, one write per event"""
+    if not call.stream:
+        return json_reply(200, responses_object(call.model, "completed", list(responses_items()),
+                                                responses_usage()), call.delay)
+    return Reply(200, dict(CLEAN_SSE_HEADERS), aligned(responses_events(call.model), call.delay))
+
+
+GEMINI_RESPONSE_ID = "demo7QmKdzaPKiI5CmnvgPmeCf"
+#: The signature Gemini puts on the first part after its thoughts (opaque to clients).
+GEMINI_SIGNATURE = "CiQBcsjafE2mKx7QdemoYb0Jt9"
+
+
+def gemini_usage(candidates: int | None, thoughts: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"promptTokenCount": 27}
+    if candidates is not None:
+        out["candidatesTokenCount"] = candidates
+    out["totalTokenCount"] = 27 + (candidates or 0) + thoughts
+    out["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": 27}]
+    out["thoughtsTokenCount"] = thoughts
+    return out
+
+
+def gemini_chunk(model: str, parts: list[dict[str, Any]], usage: dict[str, Any],
+                 finish: str | None = None) -> dict[str, Any]:
+    """One GenerateContentResponse: the new parts of candidate 0, cumulative usage."""
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,
+            "responseId": GEMINI_RESPONSE_ID}
+
+
+def gemini_events(model: str) -> list[bytes]:
+    """The healthy Gemini stream: thought parts, then text parts, the last with
+    finishReason STOP. Gemini ends its lines with CRLF."""
+    thoughts = tokens(HEALTHY_REASONING)
+    texts = tokens(HEALTHY_TEXT)
+    out = [gemini_chunk(model, [{"text": piece, "thought": True}], gemini_usage(None, index + 1))
+           for index, piece in enumerate(thoughts)]
+    for index, piece in enumerate(texts):
+        part: dict[str, Any] = {"text": piece}
+        if index == 0:
+            part["thoughtSignature"] = GEMINI_SIGNATURE
+        last = index == len(texts) - 1
+        out.append(gemini_chunk(model, [part], gemini_usage(index + 1, len(thoughts)), "STOP" if last else None))
+    return [with_line_ending(sse(payload), b"\r\n") for payload in out]
+
+
+def gemini(call: Call) -> Reply:
+    """Gemini streamGenerateContent?alt=sse: thought parts, text parts, finishReason, usageMetadata; good headers, one write per event (always streams)"""
+    return Reply(200, dict(CLEAN_SSE_HEADERS), aligned(gemini_events(call.model), call.delay))
 
 
 # -- scenarios for repair ------------------------------------------------------
@@ -519,6 +736,7 @@ def long_answer(call: Call) -> Reply:
 #: name -> scenario; add one here and it is served, listed and selectable.
 SCENARIOS: dict[str, Scenario] = {
     "healthy": healthy,
+    "healthy-clean": healthy_clean,
     "error-then-done": error_then_done,
     "no-done": no_done,
     "tool-call": tool_call,
@@ -534,6 +752,10 @@ SCENARIOS: dict[str, Scenario] = {
     "invalid-json": invalid_json,
     "invalid-utf8": invalid_utf8,
     "long": long_answer,
+    "letta": letta,
+    "openai-responses": openai_responses,
+    "anthropic": anthropic,
+    "gemini": gemini,
 }
 
 
@@ -546,14 +768,17 @@ def describe(name: str) -> str:
 
 _PREFIX = re.compile(r"/s/(?P<scenario>[^/]+)(?P<rest>/.*)")
 _LETTA = re.compile(r"/v1/agents/[^/]+/messages/stream/?")
+_GEMINI = re.compile(r"/v1beta/models/(?P<model>[^/:]+):streamGenerateContent")
 
 
 class Endpoint(NamedTuple):
-    """A POST route: its default scenario, and whether it streams when the
-    request has no ``stream`` field (None: it always streams)."""
+    """A POST route: its default scenario, whether it streams when the
+    request has no ``stream`` field (None: it always streams), and the model
+    when the path names it (Gemini)."""
 
     scenario: str
     stream_default: bool | None
+    model: str | None = None
 
 
 def endpoint(path: str) -> Endpoint | None:
@@ -564,6 +789,12 @@ def endpoint(path: str) -> Endpoint | None:
         return Endpoint("ollama", True)
     if _LETTA.fullmatch(path):
         return Endpoint("letta-send-message", None)
+    if path == "/v1/responses":
+        return Endpoint("openai-responses", False)
+    if path == "/v1/messages":
+        return Endpoint("anthropic", False)
+    if gemini := _GEMINI.fullmatch(path):
+        return Endpoint("gemini", None, gemini["model"])
     return None
 
 
@@ -616,7 +847,7 @@ class Handler(BaseHTTPRequestHandler):
         except _Refusal as refusal:
             self._refuse(refusal.reply, refusal.reason)
             return
-        model = body.get("model")
+        model = body.get("model", route.model)
         if prefix:
             name = prefix["scenario"]
         elif isinstance(model, str) and model in SCENARIOS:

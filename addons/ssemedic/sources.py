@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .decoding import DecodeError, StreamDecoder, supported
 from .diagnose import is_client_disconnect
 from .session import EventRecord, StreamSession, framing_for_content_type
 from .timeline import TimelineError, unpack
@@ -191,13 +192,19 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
     closed_at: float | None = None
     metadata = flow.metadata.get(METADATA_KEY)
     packed = metadata.get("timeline") if isinstance(metadata, dict) else None
-    if packed is not None and body is raw:
+    encoding = response.headers.get("content-encoding")
+    if packed is not None and (body is raw or supported(encoding)):
         try:
-            chunks = list(unpack(packed).chunks(raw))
+            timed = list(unpack(packed).chunks(raw))
+            if body is not raw:
+                # Decode chunk by chunk, as the live addon does, so the timeline still applies.
+                decoder = StreamDecoder(encoding)
+                timed = [(decoder.feed(data), at) for data, at in timed]
+            chunks = list(timed)
             started_at = request.timestamp_start
             stored_end = metadata.get("ended_at") if isinstance(metadata, dict) else None
             closed_at = stored_end if isinstance(stored_end, float) else (chunks[-1][1] if chunks else None)
-        except TimelineError as exc:
+        except (TimelineError, DecodeError) as exc:
             notes.append(f"chunk timeline ignored: {exc}")
     elif packed is not None:
         notes.append("chunk timeline not applied to a decoded body: timings unavailable")

@@ -1,0 +1,325 @@
+"""recordings/*.flows as golden regression fixtures: each replayed through
+``mitmdump -nr`` with ssemedic and reported by ``ssemedic report``, which must
+name the faults the recording was made to show and assemble its text; and the
+demo upstream's healthy streams for the providers the library covers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2e import MEDIC, ROOT, load_script, run_mitmdump
+from mitmproxy.io import FlowReader
+
+from ssemedic import cli
+from ssemedic.session import StreamSession
+from ssemedic.sse import SSEParser
+
+demo = load_script("demo_upstream")
+make = load_script("make_recordings")
+
+RECORDINGS = ROOT / "recordings"
+HEALTHY_TEXT: str = demo.HEALTHY_TEXT
+HEALTHY_REASONING: str = demo.HEALTHY_REASONING
+
+#: What the default demo upstream lacks: the headers that keep intermediaries from buffering.
+HEADERS = frozenset({"missing-no-transform", "missing-accel-buffering"})
+#: What ``stagger`` does to every write: cut inside a character and inside a line.
+SPLITS = frozenset({"utf8-split", "event-split"})
+
+
+def truncated_text() -> str:
+    """The text ``truncated`` sends before its cut: it keeps the first 3/5 of
+    the opening events (role, reasoning, content), then half an event."""
+    reasoning, text = demo.tokens(HEALTHY_REASONING), demo.tokens(HEALTHY_TEXT)
+    keep = (1 + len(reasoning) + len(text)) * 3 // 5
+    return "".join(text[: keep - 1 - len(reasoning)])
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a recording was made to show: every fault kind, and the message."""
+
+    faults: frozenset[str]
+    text: str = HEALTHY_TEXT
+    reasoning: str = HEALTHY_REASONING
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+EXPECTED: dict[str, Expect] = {
+    "healthy": Expect(HEADERS | SPLITS),
+    "healthy-clean": Expect(frozenset()),
+    "error-then-done": Expect(HEADERS | SPLITS | {"error-in-stream", "done-after-error"},
+                              demo.ERROR_THEN_DONE_TEXT, "", errors=[demo.ERROR_OBJECT["message"]]),
+    "no-done": Expect(HEADERS | SPLITS | {"missing-done"}),
+    "tool-call": Expect(HEADERS | SPLITS, demo.TOOL_CALL_TEXT, "", tool_calls=list(demo.TOOL_CALLS)),
+    "buffered": Expect(HEADERS | {"buffered-burst"}),
+    "truncated": Expect(HEADERS | SPLITS | {"truncated"}, truncated_text()),
+    "truncated-close": Expect(HEADERS | SPLITS | {"truncated"}, truncated_text()),
+    "cr-lines": Expect(HEADERS | SPLITS | {"bom", "cr-line-endings"}),
+    "crlf-mixed": Expect(HEADERS | SPLITS | {"mixed-line-endings"}),
+    "content-length": Expect(HEADERS | SPLITS | {"content-length-on-stream"}),
+    "gzip": Expect(HEADERS | SPLITS | {"compressed-stream"}),
+    "invalid-json": Expect(HEADERS | SPLITS | {"invalid-json"}),
+    "invalid-utf8": Expect(HEADERS | SPLITS | {"invalid-utf8"},
+                           b"".join(demo.invalid_utf8_pieces()).decode("utf-8", "replace")),
+    "letta-send-message": Expect(HEADERS | SPLITS | {"text-in-tool-call"},
+                                 tool_calls=[("send_message", {"message": HEALTHY_TEXT})]),
+    "letta": Expect(frozenset()),
+    "ollama": Expect(HEADERS | SPLITS),
+    "openai-responses": Expect(frozenset()),
+    "anthropic": Expect(frozenset()),
+    "gemini": Expect(frozenset()),
+}
+NAMES = sorted(EXPECTED)
+
+def with_known_gaps(names: list[str]) -> list[Any]:
+    return list(names)
+
+
+def flows_file(name: str) -> Path:
+    return RECORDINGS / f"{name}.flows"
+
+
+# -- running them -----------------------------------------------------------------
+
+
+def replay(name: str, workdir: Path) -> dict[str, Any]:
+    """``mitmdump -nr`` the recording with ssemedic; its one JSONL summary."""
+    jsonl = workdir / f"{name}.jsonl"
+    done = run_mitmdump(["-n", "-r", str(flows_file(name)), "-s", str(MEDIC), "--set", f"ssemedic_jsonl={jsonl}"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    objects = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    [summary] = [o for o in objects if o["type"] == "summary"]
+    return dict(summary)
+
+
+def report(name: str) -> dict[str, Any]:
+    """``ssemedic report --json`` on the recording, in-process: its one stream."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["report", "--json", str(flows_file(name))]) == 0
+    [stream] = json.loads(out.getvalue())
+    return dict(stream)
+
+
+@pytest.fixture(scope="module")
+def replays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every recording through its own mitmdump -nr, a few at a time."""
+    workdir = tmp_path_factory.mktemp("replays")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(zip(NAMES, pool.map(lambda name: replay(name, workdir), NAMES), strict=True))
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict[str, Any]]:
+    return {name: report(name) for name in NAMES}
+
+
+def kinds(summary: dict[str, Any]) -> set[str]:
+    return {fault["kind"] for fault in summary["faults"]}
+
+
+def check_message(summary: dict[str, Any], expect: Expect) -> None:
+    assert summary["text"] == expect.text
+    assert summary["reasoning"] == expect.reasoning
+    assert [(c["name"], json.loads(c["arguments"])) for c in summary["tool_calls"]] == expect.tool_calls
+    assert [e["message"] for e in summary["errors"]] == expect.errors
+
+
+# -- the library ------------------------------------------------------------------
+
+
+def test_the_library_is_exactly_the_expected_recordings() -> None:
+    assert sorted(p.stem for p in RECORDINGS.glob("*.flows")) == NAMES
+    assert sorted(r.name for r in make.RECORDINGS) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_file_holds_one_flow_with_its_raw_body_and_timeline(name: str) -> None:
+    with flows_file(name).open("rb") as f:
+        [flow] = list(FlowReader(f).stream())
+    assert flow.response is not None and flow.response.status_code == 200
+    assert flow.response.raw_content
+    assert "timeline" in flow.metadata["ssemedic"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_replay_names_the_designed_faults_and_assembles_the_message(
+    name: str, replays: dict[str, dict[str, Any]]
+) -> None:
+    summary = replays[name]
+    assert kinds(summary) == EXPECTED[name].faults
+    check_message(summary, EXPECTED[name])
+
+
+@pytest.mark.parametrize("name", with_known_gaps(NAMES))
+def test_report_names_the_designed_faults_and_assembles_the_message(
+    name: str, reports: dict[str, dict[str, Any]]
+) -> None:
+    stream = reports[name]
+    assert kinds(stream) == EXPECTED[name].faults
+    check_message(stream, EXPECTED[name])
+
+
+@pytest.mark.parametrize("name", with_known_gaps(NAMES))
+def test_replay_and_report_agree(
+    name: str, replays: dict[str, dict[str, Any]], reports: dict[str, dict[str, Any]]
+) -> None:
+    live, offline = replays[name], reports[name]
+    assert [f["kind"] for f in live["faults"]] == [f["kind"] for f in offline["faults"]]
+    for key in ("provider", "text", "reasoning", "tool_calls", "errors", "complete", "finish_reason"):
+        assert live[key] == offline[key], key
+
+
+def test_readme_table_is_what_report_says_now(reports: dict[str, dict[str, Any]]) -> None:
+    readme = (RECORDINGS / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index(make.BEGIN) + len(make.BEGIN) : readme.index(make.END)]
+    rows = {m["file"]: m for m in re.finditer(
+        r"^\| \[`(?P<file>[^`]+)\.flows`\]\S* \| (?P<provider>[^|]+) \|.*\| (?P<faults>[^|]+) \|$", table, re.MULTILINE)}
+    assert sorted(rows) == NAMES
+    for name, row in rows.items():
+        stream = reports[name]
+        assert row["provider"].strip() == stream["provider"], name
+        faults = re.findall(r"`([^`]+)`", row["faults"])
+        assert faults == [f["kind"] for f in stream["faults"]], name
+
+
+def test_every_request_carries_credentials_as_a_client_sends_them() -> None:
+    # Without them, the redaction check below would prove nothing.
+    for name in NAMES:
+        with flows_file(name).open("rb") as f:
+            [flow] = list(FlowReader(f).stream())
+        headers = {k.lower() for k in flow.request.headers}
+        assert headers & {"authorization", "x-api-key", "x-goog-api-key"}, name
+
+
+def test_no_recording_holds_the_clients_key() -> None:
+    leaking = [name for name in NAMES if make.API_KEY.encode() in flows_file(name).read_bytes()]
+    assert leaking == []
+
+
+# -- the demo upstream routes the library was recorded from ----------------------
+
+QUESTION = [{"role": "user", "content": "Почему по частям?"}]
+GEMINI = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+#: scenario -> (path, request body): each healthy stream on its real route.
+ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
+    "anthropic": ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": True,
+                                   "messages": QUESTION}),
+    "openai-responses": ("/v1/responses", {"model": "o4-mini", "stream": True, "input": "Почему по частям?"}),
+    "gemini": (GEMINI, {"contents": [{"role": "user", "parts": [{"text": "Почему по частям?"}]}]}),
+    "healthy-clean": ("/s/healthy-clean/v1/chat/completions", {"model": "qwen3-32b", "stream": True,
+                                                               "messages": QUESTION}),
+    "letta": ("/s/letta/v1/agents/agent-1/messages/stream", {"messages": QUESTION}),
+}
+#: scenario -> (provider, model) as ssemedic should read them.
+READ_AS = {"anthropic": ("anthropic", "claude-sonnet-4-5"), "openai-responses": ("openai-responses", "o4-mini"),
+           "gemini": ("gemini", "gemini-2.5-flash"), "healthy-clean": ("openai-chat", "qwen3-32b"),
+           "letta": ("letta", None)}
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    server, thread = demo.serve(port=0)
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def fetch(base: str, path: str, body: dict[str, Any]) -> tuple[httpx.Response, list[bytes]]:
+    url = f"{base}{path}{'&' if '?' in path else '?'}delay=0.001"
+    with httpx.Client(timeout=10) as client, client.stream("POST", url, json=body) as response:
+        return response, list(response.iter_raw())
+
+
+@pytest.mark.parametrize("scenario", list(ROUTES))
+def test_healthy_route_streams_the_whole_answer_with_good_headers_and_no_faults(base: str, scenario: str) -> None:
+    path, body = ROUTES[scenario]
+    response, chunks = fetch(base, path, body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache, no-transform"
+    assert response.headers["x-accel-buffering"] == "no"
+    session = StreamSession(method="POST", path=path, response_headers=dict(response.headers), started_at=0.0)
+    for index, chunk in enumerate(chunks):
+        session.feed(chunk, at=0.001 * (index + 1))
+    session.close(at=0.001 * (len(chunks) + 1))
+    summary = session.summary()
+    assert (summary["provider"], summary["model"]) == READ_AS[scenario]
+    assert (summary["text"], summary["reasoning"]) == (HEALTHY_TEXT, HEALTHY_REASONING)
+    assert summary["complete"] is True and summary["usage"]["output_tokens"] > 0
+    assert summary["faults"] == [] and summary["issues"] == []
+
+
+@pytest.mark.parametrize("scenario", list(ROUTES))
+def test_healthy_route_writes_one_whole_event_at_a_time(scenario: str) -> None:
+    reply = demo.SCENARIOS[scenario](demo.Call("m", True, 0.0))
+    assert len(reply.chunks) > 20
+    for _, chunk in reply.chunks:
+        parser = SSEParser()
+        assert len(parser.feed(chunk)) == 1, chunk
+        assert parser.pending_bytes.strip(b"\r\n") == b"", chunk
+
+
+def test_gemini_frames_lines_with_crlf_and_takes_the_model_from_the_path(base: str) -> None:
+    _, chunks = fetch(base, GEMINI.replace("gemini-2.5-flash", "gemini-2.5-pro"), ROUTES["gemini"][1])
+    body = b"".join(chunks)
+    assert body.count(b"\r\n\r\n") == body.count(b"data: ") and b"\n\n" not in body.replace(b"\r\n", b"")
+    payloads = [json.loads(line[6:]) for line in body.split(b"\r\n") if line.startswith(b"data: ")]
+    assert {p["modelVersion"] for p in payloads} == {"gemini-2.5-pro"}
+    thoughts = [p for p in payloads if p["candidates"][0]["content"]["parts"][0].get("thought")]
+    assert thoughts == payloads[: len(thoughts)] and 0 < len(thoughts) < len(payloads)
+    assert payloads[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert "finishReason" not in payloads[-2]["candidates"][0]
+
+
+def test_anthropic_names_each_event_and_signs_its_thinking(base: str) -> None:
+    _, chunks = fetch(base, *ROUTES["anthropic"])
+    events = [(e.event, json.loads(e.data)) for e in SSEParser().feed(b"".join(chunks))]
+    assert all(name == data["type"] for name, data in events)
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-1] == "message_stop" and "ping" in names
+    deltas = [data["delta"]["type"] for name, data in events if name == "content_block_delta"]
+    assert deltas.index("signature_delta") < deltas.index("text_delta")
+
+
+def test_responses_numbers_its_events_and_ends_with_completed(base: str) -> None:
+    _, chunks = fetch(base, *ROUTES["openai-responses"])
+    events = [(e.event, json.loads(e.data)) for e in SSEParser().feed(b"".join(chunks))]
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    assert all(name == data["type"] for name, data in events)
+    assert events[-1][1]["response"]["status"] == "completed"
+    assert events[-1][1]["response"]["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
+
+
+@pytest.mark.parametrize(("path", "body", "text"), [
+    ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": QUESTION},
+     lambda r: r["content"][1]["text"]),
+    ("/v1/responses", {"model": "o4-mini", "input": "Почему?"},
+     lambda r: r["output"][1]["content"][0]["text"]),
+])
+def test_anthropic_and_responses_answer_whole_without_stream(base: str, path: str, body: dict[str, Any],
+                                                             text: Any) -> None:
+    response = httpx.post(f"{base}{path}?delay=0", json=body, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert text(response.json()) == HEALTHY_TEXT
+
+
+def test_healthy_default_is_unchanged_by_the_clean_variant() -> None:
+    # The default keeps its flaws: the library shows both.
+    assert demo.SCENARIOS["healthy"](demo.Call("m", True, 0.0)).headers == demo.SSE_HEADERS
+    clean = demo.SCENARIOS["healthy-clean"](demo.Call("m", True, 0.0))
+    assert b"".join(c for _, c in clean.chunks) == b"".join(demo.healthy_events("m"))
