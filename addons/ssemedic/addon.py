@@ -147,6 +147,7 @@ class Medic:
         self._rebuild_reporter()
 
     def done(self) -> None:
+        self.reporter.close()
         self._close_jsonl()
 
     # -- hooks ----------------------------------------------------------------
@@ -307,6 +308,7 @@ class Medic:
 
     def _rebuild_reporter(self) -> None:
         opts = ctx.options
+        self.reporter.close()
         self.reporter = Reporter(
             level=opts.ssemedic_log,
             max_text=_max_text(opts.ssemedic_max_text),

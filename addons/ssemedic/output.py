@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -63,6 +65,8 @@ class Reporter:
         # Under the event loop, lines are flushed once per loop turn rather
         # than one write system call per line.
         self._flush_scheduled = False
+        self._panel_queue: queue.SimpleQueue[dict[str, Any] | None] | None = None
+        self._panel_thread: threading.Thread | None = None
         self.color = console is not None and (color if color is not None else _isatty(console))
         self._rich = Console(file=console, highlight=False, soft_wrap=False,
                              force_terminal=self.color, no_color=not self.color) if console else None
@@ -117,15 +121,10 @@ class Reporter:
             self._line(stream, "red", self._safe(f"aborted: {error}"))
         if self.level != "off":
             if self._rich is not None:
-                rich = self._rich
-
-                def draw() -> None:
-                    rich.print(panel(report, max_text=max(self.max_text, 0)))
-
                 if self.defer is not None:
-                    self.defer(draw)
+                    self._panels().put(report)  # drawn by the panel thread, off the event loop
                 else:
-                    draw()
+                    self._rich.print(panel(report, max_text=max(self.max_text, 0)))
             else:
                 logger.info(self._summary_text(stream, report))
         if self.jsonl is not None:
@@ -166,6 +165,38 @@ class Reporter:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.defer(self._flush)
+
+    def _panels(self) -> queue.SimpleQueue[dict[str, Any] | None]:
+        """The queue of the thread that draws summary panels, started on first use.
+
+        A panel takes milliseconds to lay out; drawn on mitmproxy's event
+        loop, fifty streams ending together would stall every connection for
+        a third of a second. The thread shares the GIL in short slices instead.
+        """
+        if self._panel_queue is None:
+            self._panel_queue = queue.SimpleQueue()
+            self._panel_thread = threading.Thread(
+                target=self._draw_panels, args=(self._panel_queue,), name="ssemedic-panels", daemon=True
+            )
+            self._panel_thread.start()
+        return self._panel_queue
+
+    def _draw_panels(self, panels: queue.SimpleQueue[dict[str, Any] | None]) -> None:
+        while (report := panels.get()) is not None:
+            try:
+                if self._rich is not None:
+                    self._rich.print(panel(report, max_text=max(self.max_text, 0)))
+            except Exception:  # a broken terminal must not kill the thread silently
+                logger.exception("ssemedic could not draw a summary panel")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Draw the panels still queued, then stop the panel thread."""
+        if self._panel_queue is not None and self._panel_thread is not None:
+            self._panel_queue.put(None)
+            self._panel_thread.join(timeout)
+            self._panel_queue = self._panel_thread = None
+        if self.console is not None:
+            self.console.flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
