@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,17 +59,6 @@ class Run:
 class Proxied:
     runs: dict[str, Run]
     log: str
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    server, thread = upstream_mod.serve("127.0.0.1", 0)
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -25,17 +25,6 @@ CHAT = {"model": "healthy", "stream": True, "messages": [{"role": "user", "conte
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    server, thread = upstream_mod.serve("127.0.0.1", 0)
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
 def proxy(upstream: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mitmdump, Path]]:
     workdir = tmp_path_factory.mktemp("proxy")
     jsonl = workdir / "events.jsonl"

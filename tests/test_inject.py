@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -115,17 +114,6 @@ def test_cut_stops_inside_an_event() -> None:
 
 
 # -- end to end: the injected fault is diagnosed by a second ssemedic ------------
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    server, thread = upstream_mod.serve("127.0.0.1", 0)
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def chain_faults(upstream: int, workdir: Path, spec: str, query: str = "?delay=0.005") -> tuple[set[str], list[bytes]]:

@@ -3,27 +3,14 @@ log, the JSONL or the saved flow, while the traffic itself is untouched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from e2e import load_script, mitmdump
 
 upstream_mod = load_script("demo_upstream")
 SECRETS = ["sk-proj-abcdefghijklmnopqrstuvwxyz0123", "AIzaSyA1234567890abcdefghijklmnopqrstu", "s3ss10nc00k1e"]
 CHAT = {"model": "healthy", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    server, thread = upstream_mod.serve("127.0.0.1", 0)
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def run(upstream: int, workdir: Path, *extra: str) -> tuple[bytes, str, str, bytes]:
