@@ -244,6 +244,8 @@ def test_replayed_flow_gives_the_same_log_as_live(medic: Any) -> None:
         ("ssemedic_filter", "~u (", "ssemedic_filter: '~u (' is not a valid filter expression"),
         ("ssemedic_jsonl", "/nonexistent-dir/x.jsonl", "ssemedic_jsonl: cannot open"),
         ("ssemedic_stall", "soon", "ssemedic_stall: 'soon' is not a number of seconds > 0"),
+        ("ssemedic_repair", "maybe", "ssemedic_repair: 'maybe' is not true or false"),
+        ("ssemedic_redact", "sometimes", "ssemedic_redact: 'sometimes' is not true or false"),
         ("ssemedic_stall", "0", "ssemedic_stall: '0' is not a number of seconds > 0"),
     ],
 )

@@ -109,7 +109,7 @@ def repaired(medic: Any, chunks: list[bytes], *, repairs: str = "all", headers: 
              **flow: Any) -> tuple[list[bytes], Any]:
     """Stream ``chunks`` through the addon with repair on; the pieces sent and the flow."""
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True, ssemedic_repairs=repairs)
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs=repairs)
     f = llm_flow(**flow)
     f.response.headers.update(headers or {})
     return stream_through(addon, f, chunks), f
@@ -170,7 +170,7 @@ def test_reframe_sends_only_whole_events_in_every_chunking(medic: Any, repairs: 
 
 def test_reframe_holds_back_only_up_to_the_last_whole_event(medic: Any) -> None:
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True)
+    tctx.configure(addon, ssemedic_repair="true")
     f = llm_flow()
     addon.responseheaders(f)
     first = sse_event({"choices": [{"index": 0, "delta": {"content": "Привет"}}]})
@@ -213,7 +213,7 @@ def test_normalise_covers_blank_lines_after_the_last_event(medic: Any) -> None:
 
 def test_headers_repair_asks_intermediaries_not_to_buffer_and_drops_content_length(medic: Any) -> None:
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True, ssemedic_repairs="headers")
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs="headers")
     f = llm_flow()
     f.response.headers["cache-control"] = "no-cache"
     f.response.headers["content-length"] = str(len(BODY))
@@ -228,7 +228,7 @@ def test_headers_repair_asks_intermediaries_not_to_buffer_and_drops_content_leng
 
 def test_headers_already_right_are_left_alone(medic: Any) -> None:
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True)
+    tctx.configure(addon, ssemedic_repair="true")
     f = llm_flow()
     f.response.headers["cache-control"] = "private, no-transform"
     f.response.headers["x-accel-buffering"] = "no"
@@ -249,7 +249,7 @@ def test_decompress_in_the_live_stream_forwards_plain_whole_events() -> None:
 
 def test_without_decompress_a_compressed_stream_passes_unchanged(medic: Any) -> None:
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True, ssemedic_repairs="reframe,normalise,sanitize,done,headers")
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs="reframe,normalise,sanitize,done,headers")
     f = llm_flow()
     f.response.headers["content-encoding"] = "gzip"
     chunks = cut(gzip.compress(BODY), 16)
@@ -260,7 +260,7 @@ def test_without_decompress_a_compressed_stream_passes_unchanged(medic: Any) -> 
 
 def test_decompress_through_the_addon_forwards_the_plain_body(medic: Any) -> None:
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True)
+    tctx.configure(addon, ssemedic_repair="true")
     f = llm_flow()
     f.response.headers["content-encoding"] = "gzip"
     addon.responseheaders(f)
@@ -420,7 +420,7 @@ def test_a_repairer_failing_inside_an_event_loses_no_bytes(medic: Any, monkeypat
 
 def test_with_repair_on_the_upstreams_header_faults_are_still_diagnosed(medic: Any) -> None:
     addon, tctx = medic
-    tctx.configure(addon, ssemedic_repair=True)
+    tctx.configure(addon, ssemedic_repair="true")
     f = llm_flow()
     addon.responseheaders(f)
     stream = addon.streams[f.id]

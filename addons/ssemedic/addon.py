@@ -44,6 +44,8 @@ class Medic:
         self.stall_after = DEFAULT_STALL_SECONDS
         self.repairs: frozenset[Repair] = ALL_REPAIRS
         self.injections: dict[Injection, float] = {}
+        self.repair_on = False
+        self.redact_on = True
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
 
@@ -67,7 +69,7 @@ class Medic:
             "flushed line by line.",
         )
         loader.add_option(
-            "ssemedic_repair", bool, False,
+            "ssemedic_repair", str, "false",
             "Repair streams inline (off: ssemedic only inspects and forwards every byte unchanged). "
             "Saved flows still hold the raw upstream body.",
         )
@@ -83,7 +85,7 @@ class Medic:
             "Empty: no injection.",
         )
         loader.add_option(
-            "ssemedic_redact", bool, True,
+            "ssemedic_redact", str, "true",
             "Hide credentials (Authorization, API-key headers, cookies, key=... in URLs, api_key in "
             "JSON request bodies) in ssemedic's log, JSONL and the flows it stores for saving. "
             "The traffic itself passes unchanged.",
@@ -105,6 +107,12 @@ class Medic:
             )
         if "ssemedic_max_text" in updated:
             _max_text(opts.ssemedic_max_text)
+        # Booleans are declared as text: mitmproxy drops a script silently when
+        # it cannot parse a --set value for it, so they are parsed here instead.
+        if "ssemedic_repair" in updated:
+            self.repair_on = _flag("ssemedic_repair", opts.ssemedic_repair)
+        if "ssemedic_redact" in updated:
+            self.redact_on = _flag("ssemedic_redact", opts.ssemedic_redact)
         if "ssemedic_repairs" in updated:
             try:
                 self.repairs = parse_repairs(opts.ssemedic_repairs)
@@ -185,7 +193,7 @@ class Medic:
     def report(self, flows: Sequence[flow.Flow]) -> None:
         """Log a summary of every selected flow that holds a streamed LLM response."""
         reporter = Reporter(level="summary", max_text=self.reporter.max_text, console=self._console,
-                            redact=ctx.options.ssemedic_redact)
+                            redact=self.redact_on)
         count = 0
         for f in flows:
             if isinstance(f, http.HTTPFlow) and f.response is not None and f.response.raw_content is not None:
@@ -211,7 +219,7 @@ class Medic:
         """The repairs for this response, with its headers repaired now: they
         go out before the first chunk."""
         assert f.response is not None
-        if not ctx.options.ssemedic_repair:
+        if not self.repair_on:
             if self.injections and mode == "stream" and "content-length" in f.response.headers:
                 f.response.headers.pop("content-length")  # injection changes the body
             return frozenset()
@@ -250,7 +258,7 @@ class Medic:
         url = f.request.pretty_url
         stream = LiveStream(
             flow_id=f.id,
-            label=f"{f.request.method} {redact_url(url) if ctx.options.ssemedic_redact else url}",
+            label=f"{f.request.method} {redact_url(url) if self.redact_on else url}",
             method=f.request.method,
             path=f.request.path,
             request_headers=dict(f.request.headers.items()),
@@ -277,7 +285,7 @@ class Medic:
                 f.response.headers["content-encoding"] = encoding  # the saved body is still compressed
         if stream.announced:
             f.metadata[METADATA_KEY] = {**f.metadata.get(METADATA_KEY, {}), **stream.metadata()}
-        if ctx.options.ssemedic_redact:
+        if self.redact_on:
             # After the request went out and the body was streamed: only what
             # is kept and saved loses its credentials, never the traffic.
             redact_flow(f, in_flight=True)
@@ -315,7 +323,7 @@ class Medic:
             console=self._console,
             jsonl=self._jsonl,
             defer=_call_soon(),
-            redact=opts.ssemedic_redact,
+            redact=self.redact_on,
         )
 
     def _close_jsonl(self) -> None:
@@ -349,6 +357,17 @@ def _max_text(value: str) -> int:
     if number < 0:
         raise exceptions.OptionsError(f"ssemedic_max_text: {value!r} is not a whole number >= 0")
     return number
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+
+
+def _flag(option: str, value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise exceptions.OptionsError(f"{option}: {value!r} is not true or false (yes/no, on/off, 1/0)")
 
 
 def _stall(value: str) -> float:
