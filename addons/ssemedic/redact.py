@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .sources import METADATA_KEY, SourceError
+from .sources import METADATA_KEY, SourceError, read_flows
 
 MARK = "[REDACTED]"
 URL_MARK = "REDACTED"
@@ -532,30 +532,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False  # one of them does not exist
-
-
-def read_flows(path: Path) -> list[Any]:
-    """Every flow in a mitmproxy flow file or HAR file; SourceError with one line if not."""
-    from mitmproxy.io import FlowReader
-
-    from .sources import sniff
-
-    try:
-        with path.open("rb") as f:
-            head = f.read(64 * 1024)
-            if not head:
-                raise SourceError(f"{path}: empty file")
-            if sniff(head) not in ("flows", "json"):
-                raise SourceError(f"{path}: not a mitmproxy flow or HAR file")
-            f.seek(0)
-            return list(FlowReader(f).stream())
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except SourceError:
-        raise
-    except Exception as exc:  # FlowReadException, or anything a corrupt tnetstring raises
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {reason}") from None
 
 
 def write_flows(path: Path, flows: Iterable[Any]) -> None:

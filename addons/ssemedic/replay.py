@@ -30,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import __version__
-from .sources import METADATA_KEY, SourceError, sniff
+from .sources import METADATA_KEY, SourceError, read_flows, read_head, sniff
 from .timeline import TimelineError, unpack
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ HOP_BY_HOP = frozenset(
 LAST_CHUNK = b"0\r\n\r\n"
 #: How many flows (and notes) the start-up listing shows before summing up.
 LISTED = 20
-_HEAD = 64 * 1024
 _READ = 64 * 1024
 
 #: How a body is delimited on the wire: chunk frames, the recorded
@@ -270,28 +269,9 @@ class Recording:
 def load(path: str | PathLike[str]) -> Recording:
     """The recording in a flow or HAR file; raises SourceError with a one-line reason."""
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not head:
-        raise SourceError(f"{path}: empty file")
-    kind = sniff(head)
-    if kind == "sse":
+    if sniff(read_head(path)) == "sse":
         raise SourceError(f"{path}: a raw body capture holds no requests to replay; record flows with mitmdump -w")
-    if kind not in ("flows", "json"):
-        raise SourceError(f"{path}: not a mitmproxy flow or HAR file")
-    from mitmproxy import exceptions
-    from mitmproxy.io import FlowReader
-
-    try:
-        with path.open("rb") as f:
-            flows = list(FlowReader(f).stream())
-    except exceptions.FlowReadException as exc:
-        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {exc}") from None
-    except Exception as exc:  # a corrupt file can fail anywhere in tnetstring/state loading
-        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {type(exc).__name__}: {exc}") from None
+    flows = read_flows(path)
     recording = Recording.from_flows(flows, str(path))
     if not recording.responses:
         raise SourceError(f"{path}: no HTTP response to replay among its {len(flows)} flows")

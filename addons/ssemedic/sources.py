@@ -94,9 +94,8 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def load(path: str | Path) -> list[Stream]:
-    """Every stream in ``path``; raises SourceError with a one-line reason."""
-    path = Path(path)
+def read_head(path: Path) -> bytes:
+    """The first bytes of ``path`` (enough to sniff it); SourceError if unreadable or empty."""
     try:
         with path.open("rb") as f:
             head = f.read(_HEAD)
@@ -104,6 +103,31 @@ def load(path: str | Path) -> list[Stream]:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not head:
         raise SourceError(f"{path}: empty file")
+    return head
+
+
+def read_flows(path: str | Path) -> list[Any]:
+    """Every flow in a mitmproxy flow file or HAR file; SourceError with one line if not."""
+    # Imported here: the core stays free of mitmproxy; only file reading needs it.
+    from mitmproxy.io import FlowReader
+
+    path = Path(path)
+    if sniff(read_head(path)) not in ("flows", "json"):
+        raise SourceError(f"{path}: not a mitmproxy flow or HAR file")
+    try:
+        with path.open("rb") as f:
+            return list(FlowReader(f).stream())
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # FlowReadException, or anything a corrupt tnetstring raises
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {reason}") from None
+
+
+def load(path: str | Path) -> list[Stream]:
+    """Every stream in ``path``; raises SourceError with a one-line reason."""
+    path = Path(path)
+    head = read_head(path)
     kind = sniff(head)
     if kind == "flows":
         return list(_from_flow_file(path))
@@ -139,17 +163,9 @@ def _is_har(body: bytes) -> bool:
 
 
 def _from_flow_file(path: Path) -> Iterator[Stream]:
-    # Imported here: the core stays free of mitmproxy; only file reading needs it.
-    from mitmproxy import exceptions, http
-    from mitmproxy.io import FlowReader
+    from mitmproxy import http
 
-    try:
-        with path.open("rb") as f:
-            flows = list(FlowReader(f).stream())
-    except exceptions.FlowReadException as exc:
-        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {exc}") from None
-    except Exception as exc:  # a corrupt file can fail anywhere in tnetstring/state loading
-        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {type(exc).__name__}: {exc}") from None
+    flows = read_flows(path)
     for number, flow in enumerate(flows, 1):
         if isinstance(flow, http.HTTPFlow) and flow.response is not None:
             stream = stream_from_flow(flow, f"{path} #{number}")
