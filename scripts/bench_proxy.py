@@ -54,7 +54,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import h11
+from procs import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIC = ROOT / "addons" / "medic.py"
@@ -231,23 +231,11 @@ class BenchError(Exception):
     """A step of the benchmark failed; the message says which."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with status {proc.returncode} before listening:\n{tail(log)}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise BenchError(f"{what} did not accept connections on port {port} within {START_TIMEOUT:.0f} s:\n{tail(log)}")
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    try:
+        wait_for_port(port, proc, START_TIMEOUT)
+    except (RuntimeError, TimeoutError) as exc:
+        raise BenchError(f"{what}: {exc}:\n{tail(log)}") from None
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -256,17 +244,6 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty log)"
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def start_upstream(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -283,7 +260,7 @@ def start_upstream(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         stop(proc)
         raise BenchError(f"the upstream did not report its port:\n{tail(log)}")
     port = int(line)
-    wait_for_port(port, proc, "the upstream", log)
+    wait_until_listening(port, proc, "the upstream", log)
     return proc, port
 
 
@@ -320,7 +297,7 @@ class Proxy:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          cwd=ROOT)
-        wait_for_port(self.port, self.proc, f"mitmdump ({self.name})", self.log)
+        wait_until_listening(self.port, self.proc, f"mitmdump ({self.name})", self.log)
 
     def measure(self, streams: int, args: argparse.Namespace, events: int | None = None) -> list[int]:
         """Run one measurement through this proxy; a proxy that died says why."""

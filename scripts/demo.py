@@ -16,45 +16,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from procs import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEFAULT_SCENARIOS = ["healthy", "error-then-done"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"demo: {what} exited with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"demo: {what} did not start listening on 127.0.0.1:{port} within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+def started(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    try:
+        wait_for_port(port, proc)
+    except (RuntimeError, TimeoutError) as exc:
+        raise SystemExit(f"demo: {what} did not start: {exc}") from None
 
 
 def chat(base_url: str, scenario: str) -> None:
@@ -90,7 +68,7 @@ def main() -> int:
     )
     mitm: subprocess.Popen[bytes] | None = None
     try:
-        wait_for_port(upstream_port, upstream, "the demo upstream")
+        started(upstream_port, upstream, "the demo upstream")
         print(f"── demo upstream on 127.0.0.1:{upstream_port}; mitmdump with ssemedic on 127.0.0.1:{proxy_port}",
               flush=True)
         mitm = subprocess.Popen(
@@ -100,7 +78,7 @@ def main() -> int:
              "-s", str(ROOT / "addons" / "medic.py")],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        wait_for_port(proxy_port, mitm, "mitmdump")
+        started(proxy_port, mitm, "mitmdump")
         for scenario in args.scenarios:
             chat(f"http://127.0.0.1:{proxy_port}/v1", scenario)
     finally:

@@ -23,8 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,7 @@ from mitmproxy.io import FlowReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_upstream  # a sibling script, not a package
+from procs import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "recordings"
@@ -117,25 +116,6 @@ PROVIDER_HEALTHY = {"healthy-clean", "letta", "ollama", "openai-responses", "ant
 # -- processes ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mitmdump exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"mitmdump does not listen on 127.0.0.1:{port} after {timeout} s")
-
-
 def wait_for_summary(jsonl: Path, timeout: float = 15.0) -> None:
     """Until ssemedic has finished the stream (and with it the flow that -w saves)."""
     deadline = time.monotonic() + timeout
@@ -146,20 +126,6 @@ def wait_for_summary(jsonl: Path, timeout: float = 15.0) -> None:
                     return
         time.sleep(0.05)
     raise TimeoutError(f"ssemedic wrote no summary to {jsonl} within {timeout} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT, so mitmdump completes the -w file; kill only if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-# -- recording ------------------------------------------------------------------
 
 
 def fetch(url: str, recording: Recording) -> tuple[int, int]:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 MEDIC = ROOT / "addons" / "medic.py"
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from procs import free_port, stop, wait_for_port  # noqa: E402  (scripts/procs.py, shared with the scripts)
+
+__all__ = ["ROOT", "Mitmdump", "free_port", "load_script", "mitmdump", "run_mitmdump", "stop", "wait_for_port"]
+
 
 def load_script(name: str) -> ModuleType:
     """Import scripts/<name>.py as a module."""
@@ -29,25 +31,6 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 @dataclass
@@ -84,16 +67,6 @@ def mitmdump(upstream_port: int | None, workdir: Path, *extra: str, name: str = 
         yield Mitmdump(port, log, proc)
     finally:
         stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def run_mitmdump(args: Sequence[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
