@@ -305,3 +305,13 @@ def test_outside_mitmdump_the_log_goes_through_logging_not_a_terminal(caplog: py
     messages = [r.getMessage() for r in caplog.records if r.name == "ssemedic"]
     assert any("stream started" in m for m in messages)
     assert any("Привет, мир! 🌍" in m for m in messages)
+
+
+def test_injection_drops_content_length_because_it_changes_the_body(medic: Any) -> None:
+    addon, _, tctx = medic
+    tctx.configure(addon, ssemedic_inject="drop-done")
+    f = llm_flow()
+    f.response.headers["content-length"] = str(len(BODY))
+    sent = stream_through(addon, f, [BODY])
+    assert "content-length" not in f.response.headers
+    assert b"".join(sent) == BODY.replace(b"data: [DONE]\n\n", b"")

@@ -219,12 +219,12 @@ class Medic:
         """The repairs for this response, with its headers repaired now: they
         go out before the first chunk."""
         assert f.response is not None
+        headers = f.response.headers
+        if self.injections and mode == "stream":
+            headers.pop("content-length", None)  # injection changes the body
         if not self.repair_on:
-            if self.injections and mode == "stream" and "content-length" in f.response.headers:
-                f.response.headers.pop("content-length")  # injection changes the body
             return frozenset()
         repairs = self.repairs
-        headers = f.response.headers
         encoding = headers.get("content-encoding", "").strip().lower()
         if mode == "sniff" and encoding not in ("", "identity"):
             return frozenset()  # cannot know yet whether it is a stream: leave it alone
@@ -244,8 +244,6 @@ class Medic:
             if headers.get("x-accel-buffering", "").lower() != "no":
                 headers["x-accel-buffering"] = "no"
                 changed.append("X-Accel-Buffering: no")
-        if self.injections and mode == "stream" and "content-length" in headers:
-            headers.pop("content-length")  # injection changes the body
         if changed:
             logger.info("[%s] ssemedic repaired headers: %s", f.id[:6], "; ".join(changed))
             f.metadata.setdefault(METADATA_KEY, {})["header_repairs"] = changed

@@ -48,19 +48,19 @@ def describe_part(part: Part, limit: int = 120) -> str:
             return "reasoning (hidden)" if hidden and not text else f'reasoning "{clip(text, limit)}"'
         case Refusal(text):
             return f'refusal "{clip(text, limit)}"'
-        case ToolCall(key, id_, name, arguments):
+        case ToolCall(key, _, name, arguments):
             head = f"tool call {name}" if name else f"tool call #{key}"
             return f"{head} {clip(arguments, limit)}".rstrip() if arguments else head
         case ToolResult(content, tool_call_id, name, is_error):
             label = "tool error" if is_error else "tool result"
             return f"{label} {name or tool_call_id or ''} → {clip(content, limit)}".replace("  ", " ")
-        case Usage(raw, input_tokens, output_tokens, total_tokens):
+        case Usage(_, input_tokens, output_tokens, total_tokens):
             return f"usage in={input_tokens} out={output_tokens} total={total_tokens}"
         case Stop(reason):
             return f"stop {reason}"
         case Done(marker):
             return f"end {marker}"
-        case Error(message, type_, code):
+        case Error(message, type_, _):
             kind = f"[{type_}] " if type_ else ""
             return f"ERROR {kind}{clip(message, limit)}"
         case Meta(model, response_id):
