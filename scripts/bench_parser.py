@@ -255,36 +255,6 @@ def bench_naive(chunks: list[bytes]) -> tuple[int, int]:
     return n, total
 
 
-class _NoObjectParser(SSEParser):
-    """SSEParser with the single-line fast path returning bare data strings
-    instead of ServerSentEvent objects: what the rest of the parser costs.
-    Only for --floor; it is not a usable parser."""
-
-    def _simple_events(self, blocks: list[bytes], offset: int) -> Any:
-        out = []
-        for block in blocks:
-            if block[:6] != b"data: ":
-                return None
-            try:
-                out.append(block.decode()[6:])
-            except UnicodeDecodeError:
-                return None
-        return out
-
-
-def bench_floor(chunks: list[bytes]) -> tuple[int, int]:
-    parser = _NoObjectParser()
-    n = total = 0
-    for chunk in chunks:
-        for item in parser.feed(chunk):
-            n += 1
-            total += len(item if isinstance(item, str) else item.data)
-    for event in parser.close():
-        n += 1
-        total += len(event.data)
-    return n, total
-
-
 BENCHES: dict[str, Callable[[list[bytes]], tuple[int, int]]] = {
     "ssemedic": bench_ssemedic,
     "httpx-sse": bench_httpx_sse,
@@ -485,13 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="seed for the stream and its chunking (default 1)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     ap.add_argument("--profile", action="store_true", help="also print cProfile's top 15 (tottime) for ssemedic")
-    ap.add_argument(
-        "--floor", action="store_true",
-        help="also time ssemedic with no event objects built (the 'no-objects' row), to show their cost",
-    )
     args = ap.parse_args(argv)
-    if args.floor:
-        BENCHES["no-objects"] = bench_floor
     if args.mb <= 0 or args.repeat < 1:
         ap.error("--mb must be positive and --repeat at least 1")
 

@@ -8,6 +8,9 @@ spec-transcribed oracle in ``sse_reference``.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from typing import Any
 
 import pytest
@@ -267,6 +270,77 @@ def test_small_cap_any_chunking_matches_single_feed(case: tuple[bytes, list[byte
     whole = parse([data], max_event_size=8)
     assert parse(chunks, max_event_size=8) == whole
     assert parse([data[i : i + 1] for i in range(len(data))], max_event_size=8) == whole
+
+
+# Token streams: mostly single "data: " lines ending in LF LF, the shape the
+# parser's whole-run fast path takes, with the odd other block, stray blank
+# line, invalid UTF-8 or multi-byte character mixed in so that runs fall back.
+_LF_VALUES = _VALUES.filter(lambda v: b"\n" not in v and b"\r" not in v)
+_DATA_EVENT = _LF_VALUES.map(lambda v: b"data: " + v + b"\n\n")
+_LF_FIELD_LINE = _FIELD_LINE.filter(lambda line: b"\r" not in line)
+TOKEN_STREAM = st.lists(
+    st.one_of(_DATA_EVENT, _DATA_EVENT, _DATA_EVENT, _LF_FIELD_LINE, st.just(b"\n"), st.just(b"data:x\n\n")),
+    max_size=30,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(cut(TOKEN_STREAM))
+def test_token_streams_any_chunking_match_single_feed_and_reference(case: tuple[bytes, list[bytes]]) -> None:
+    check_chunking_invariance(*case)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cut(TOKEN_STREAM))
+def test_token_streams_small_cap_any_chunking_matches_single_feed(case: tuple[bytes, list[bytes]]) -> None:
+    data, chunks = case
+    whole = parse([data], max_event_size=10)
+    assert parse(chunks, max_event_size=10) == whole
+    assert parse([data[i : i + 1] for i in range(len(data))], max_event_size=10) == whole
+
+
+def test_run_of_data_lines_matches_block_by_block() -> None:
+    # The same events, offsets and raw bytes whether a feed holds the whole
+    # run (fast path) or one byte at a time (every block alone).
+    stream = "".join(f"data: {{\"t\": \"токен {i} 😀\"}}\n\n" for i in range(50)).encode()
+    whole = SSEParser().feed(stream)
+    assert whole == parse([stream[i : i + 1] for i in range(len(stream))])[0]
+    assert [e.data for e in whole] == [f'{{"t": "токен {i} 😀"}}' for i in range(50)]
+    assert b"".join(e.raw for e in whole) == stream
+    assert [e.offset for e in whole] == [stream.index(e.raw) for e in whole]
+
+
+def test_run_with_an_oversized_event_reports_it() -> None:
+    stream = b"data: a\n\ndata: " + b"x" * 20 + b"\n\ndata: b\n\n"
+    events, issues = parse([stream], max_event_size=10)
+    assert fields(events) == [msg("a"), msg("b")]
+    assert [i.kind for i in issues] == [IssueKind.OVERSIZED_EVENT]
+
+
+def test_run_with_invalid_utf8_reports_where() -> None:
+    stream = b"data: a\n\ndata: b\xffc\n\n"
+    events, issues = parse([stream])
+    assert fields(events) == [msg("a"), msg("b\ufffdc")]
+    assert [(i.kind, i.offset) for i in issues] == [(IssueKind.INVALID_UTF8, 16)]
+
+
+def test_event_is_a_frozen_dataclass() -> None:
+    event = ServerSentEvent("update", "x", "7", 10, b"event: update\ndata: x\n\n", 3)
+    assert dataclasses.is_dataclass(event)
+    assert [f.name for f in dataclasses.fields(ServerSentEvent)] == ["event", "data", "id", "retry", "raw", "offset"]
+    assert (event.event, event.data, event.id, event.retry, event.offset) == ("update", "x", "7", 10, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data = "y"  # type: ignore[misc]
+    assert dataclasses.replace(event, data="y").data == "y"
+    assert dataclasses.asdict(event)["raw"] == b"event: update\ndata: x\n\n"
+    assert ServerSentEvent() == ServerSentEvent(event="message", data="", id=None, retry=None, raw=b"", offset=0)
+    assert event != dataclasses.replace(event, offset=4)
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert copy.deepcopy(event) == event and hash(copy.copy(event)) == hash(event)
+    assert repr(ServerSentEvent(data="d")) == (
+        "ServerSentEvent(event='message', data='d', id=None, retry=None, raw=b'', offset=0)"
+    )
+    assert SSEParser().feed(b"data: x\n\n") == [ServerSentEvent(data="x", raw=b"data: x\n\n")]
 
 
 # --- the rules one by one ---------------------------------------------------

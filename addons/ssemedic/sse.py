@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import accumulate, repeat
 
 from .framing import (
     BOM,
@@ -28,7 +29,6 @@ from .framing import (
     IssueLog,
     ParseIssue,
     ServerSentEvent,
-    EVENT_SLOT_SETTERS,
     decode_utf8,
     preview,
 )
@@ -39,6 +39,11 @@ __all__ = ["SSEParser", "ServerSentEvent"]
 # CR that is half of a CRLF, or "a\r\nb" would read as CR + LF.
 _BLOCK_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
+# A block of exactly one "data: " line, LF-terminated, with its blank line.
+_SIMPLE_BLOCK = re.compile(rb"data: [^\n]*\n\n")
+
+# Builds a ServerSentEvent from its field values in one C call (see framing).
+_new_event = tuple.__new__
 
 _CR = 0x0D
 _LF = 0x0A
@@ -184,12 +189,17 @@ class SSEParser:
                     break  # the CR may be half of a CRLF that belongs to this block
                 self._end_block(buf, start, m.start(), end, events)
                 start = scan = end
-        elif buf.find(b"\n\n", scan) >= 0:
-            # LF only (the usual case): one split cuts every complete block;
-            # the last piece is the unfinished rest.
-            blocks = buf.split(b"\n\n")
-            start = len(buf) - len(blocks.pop())
-            events = self._lf_blocks(buf, blocks, start)
+        elif (last := buf.rfind(b"\n\n", scan)) >= 0:
+            # LF only (the usual case); the last complete block ends at last + 2.
+            if self._skipping is None and (simple := self._simple_events(buf, last + 2)) is not None:
+                events = simple
+                start = last + 2
+            else:
+                # One split cuts every complete block; the last piece is the
+                # unfinished rest.
+                blocks = buf.split(b"\n\n")
+                start = len(buf) - len(blocks.pop())
+                events = self._lf_blocks(buf, blocks, start)
 
         rest = buf[start:]
         self._offset += start
@@ -212,15 +222,36 @@ class SSEParser:
         self._scan = scan
         return events
 
-    def _lf_blocks(self, buf: bytes, blocks: list[bytes], end: int) -> list[ServerSentEvent]:
-        """Events from complete LF-only ``blocks`` of ``buf``, the last ending at ``end``.
+    def _simple_events(self, buf: bytes, end: int) -> list[ServerSentEvent] | None:
+        """The events of the complete blocks in ``buf[:end]``, if each of them is
+        one ``data: `` line of valid UTF-8 within the size cap; None otherwise
+        (then the block-by-block path takes over).
 
-        Strategy: most feeds hold only blocks of a single ``data: `` line. One
-        count of LFs tells whether every block is a single line; if so,
-        ``_simple_events`` builds them in one tight loop. Anything else, or
-        invalid UTF-8, goes block by block through ``_interpret``, which gives
-        the same events (the property tests compare every chunking).
+        Strategy: nearly every feed of a token stream is such a run, and doing
+        it with a handful of C calls instead of Python work per event makes
+        the parser about twice as fast (scripts/bench_parser.py). One regex
+        pass cuts the raw blocks; they tile the run exactly when their lengths
+        add up to it. The run then reads ``data: X1\\n\\ndata: X2 ... Xn\\n\\n``,
+        so one decode and one split give every data value, and the events are
+        the same ones ``_interpret`` would build, block by block.
         """
+        raws = _SIMPLE_BLOCK.findall(buf, 0, end)
+        if sum(map(len, raws)) != end:
+            return None
+        if end - 2 > self.max_event_size and max(map(len, raws)) - 2 > self.max_event_size:
+            return None
+        try:
+            datas = buf[6 : end - 2].decode().split("\n\ndata: ")
+        except UnicodeDecodeError:
+            return None
+        offsets = accumulate(map(len, raws), initial=self._offset)
+        fields = zip(repeat("message"), datas, repeat(self.last_event_id), repeat(None), raws, offsets)
+        events = list(map(_new_event, repeat(ServerSentEvent), fields))
+        self.boundary = self._offset + end
+        return events
+
+    def _lf_blocks(self, buf: bytes, blocks: list[bytes], end: int) -> list[ServerSentEvent]:
+        """Events from complete LF-only ``blocks`` of ``buf``, the last ending at ``end``."""
         offset = self._offset
         self.boundary = offset + end
         if self._skipping is not None:
@@ -228,15 +259,6 @@ class SSEParser:
             self._skipping = None
             offset += len(blocks[0]) + 2
             blocks = blocks[1:]
-        n = len(blocks)
-        if not n:
-            return []
-        if buf.count(b"\n", offset - self._offset, end) == 2 * n and (
-            end <= self.max_event_size or max(map(len, blocks)) <= self.max_event_size
-        ):
-            fast = self._simple_events(blocks, offset)
-            if fast is not None:
-                return fast
         events: list[ServerSentEvent] = []
         for block in blocks:
             raw = block + b"\n\n"
@@ -244,33 +266,6 @@ class SSEParser:
                 self._report_oversized(offset)
             elif (event := self._interpret(block, raw, offset)) is not None:
                 events.append(event)
-            offset += len(raw)
-        return events
-
-    def _simple_events(self, blocks: list[bytes], offset: int) -> list[ServerSentEvent] | None:
-        """Events for blocks that are each one ``data: `` line, or None if one is not
-        (or holds invalid UTF-8): then the caller takes the general path."""
-        set_event, set_data, set_id, set_retry, set_raw, set_offset = EVENT_SLOT_SETTERS
-        new = object.__new__
-        last_id = self.last_event_id
-        events: list[ServerSentEvent] = []
-        append = events.append
-        for block in blocks:
-            if block[:6] != b"data: ":
-                return None
-            try:
-                data = block.decode()
-            except UnicodeDecodeError:
-                return None
-            raw = block + b"\n\n"
-            event = new(ServerSentEvent)
-            set_event(event, "message")
-            set_data(event, data[6:])
-            set_id(event, last_id)
-            set_retry(event, None)
-            set_raw(event, raw)
-            set_offset(event, offset)
-            append(event)
             offset += len(raw)
         return events
 
