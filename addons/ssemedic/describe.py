@@ -38,43 +38,49 @@ def trim(text: str, limit: int) -> str:
 
 def describe_part(part: Part, limit: int = 120) -> str:
     """One short phrase for one part, e.g. ``text "Привет"``."""
+    # This runs for every event logged, so the patterns only name the class:
+    # positional captures cost a __match_args__ lookup per field.
     match part:
-        case Text(text, via):
-            detour = f" (via {via})" if via else ""
-            return f'text{detour} "{clip(text, limit)}"'
-        case Reasoning(text, hidden, signature):
-            if signature is not None and not text:
+        case Text():
+            if part.via:
+                return f'text (via {part.via}) "{clip(part.text, limit)}"'
+            return f'text "{clip(part.text, limit)}"'
+        case Reasoning():
+            if part.signature is not None and not part.text:
                 return "reasoning signature"
-            return "reasoning (hidden)" if hidden and not text else f'reasoning "{clip(text, limit)}"'
-        case Refusal(text):
-            return f'refusal "{clip(text, limit)}"'
-        case ToolCall(key, _, name, arguments):
-            head = f"tool call {name}" if name else f"tool call #{key}"
-            return f"{head} {clip(arguments, limit)}".rstrip() if arguments else head
-        case ToolResult(content, tool_call_id, name, is_error):
-            label = "tool error" if is_error else "tool result"
-            return f"{label} {name or tool_call_id or ''} → {clip(content, limit)}".replace("  ", " ")
-        case Usage(_, input_tokens, output_tokens, total_tokens):
-            return f"usage in={input_tokens} out={output_tokens} total={total_tokens}"
-        case Stop(reason):
-            return f"stop {reason}"
-        case Done(marker):
-            return f"end {marker}"
-        case Error(message, type_, _):
-            kind = f"[{type_}] " if type_ else ""
-            return f"ERROR {kind}{clip(message, limit)}"
-        case Meta(model, response_id):
-            return f"model {model}" if model else f"id {response_id}"
-        case Malformed(kind, detail):
-            return f"MALFORMED {kind}: {clip(detail, limit)}"
+            return "reasoning (hidden)" if part.hidden and not part.text else f'reasoning "{clip(part.text, limit)}"'
+        case Refusal():
+            return f'refusal "{clip(part.text, limit)}"'
+        case ToolCall():
+            head = f"tool call {part.name}" if part.name else f"tool call #{part.key}"
+            return f"{head} {clip(part.arguments, limit)}".rstrip() if part.arguments else head
+        case ToolResult():
+            label = "tool error" if part.is_error else "tool result"
+            who = part.name or part.tool_call_id or ""
+            return f"{label} {who} → {clip(part.content, limit)}".replace("  ", " ")
+        case Usage():
+            return f"usage in={part.input_tokens} out={part.output_tokens} total={part.total_tokens}"
+        case Stop():
+            return f"stop {part.reason}"
+        case Done():
+            return f"end {part.marker}"
+        case Error():
+            kind = f"[{part.type}] " if part.type else ""
+            return f"ERROR {kind}{clip(part.message, limit)}"
+        case Meta():
+            return f"model {part.model}" if part.model else f"id {part.response_id}"
+        case Malformed():
+            return f"MALFORMED {part.kind}: {clip(part.detail, limit)}"
     return type(part).__name__  # pragma: no cover - every Part is matched above
 
 
 def describe(parts: tuple[Part, ...] | list[Part], limit: int = 120) -> str:
     """All of an event's parts; consecutive text or reasoning pieces are joined."""
+    if len(parts) == 1:
+        return describe_part(parts[0], limit)  # most events: no join to build
     if not parts:
         return "—"
-    return " · ".join(describe_part(part, limit) for part in parts)
+    return " · ".join([describe_part(part, limit) for part in parts])
 
 
 def part_to_dict(part: Part) -> dict[str, Any]:

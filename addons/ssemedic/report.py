@@ -1,16 +1,26 @@
-"""The offline report: one summary per stream, as plain data or as rich panels."""
+"""One summary per stream, as plain data (``ssemedic report --json``) or as the
+rich panel that both the live log and ``ssemedic report`` draw."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from rich.console import Console, Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.panel import Panel
-from rich.table import Table
+from rich.segment import Segment
 from rich.text import Text
 
 from .describe import trim
+
+try:
+    # Private to rich, but it is the very function Text.wrap cuts lines with;
+    # without it (a future rich), lines are wrapped by Text.wrap itself.
+    from rich._wrap import divide_line
+except ImportError:  # pragma: no cover - depends on the installed rich
+    divide_line = None  # type: ignore[assignment]
 from .sources import Stream
 
 
@@ -39,15 +49,13 @@ def _timing_line(timing: dict[str, Any]) -> str:
     )
 
 
-def panel(report: dict[str, Any], *, max_text: int = 2000) -> Panel:
-    """A rich panel for one report object."""
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold cyan", no_wrap=True)
-    grid.add_column(overflow="fold")
+def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, str, str]]:
+    """The summary of one report object as (label, value, style) rows."""
     timing = report["timing"]
+    out: list[tuple[str, str, str]] = []
 
-    def row(label: str, value: str | Text, style: str = "") -> None:
-        grid.add_row(label, value if isinstance(value, Text) else Text(value, style=style))
+    def row(label: str, value: str, style: str = "") -> None:
+        out.append((label, value, style))
 
     status = "" if report.get("status") is None else f" · HTTP {report['status']}"
     model = f" · model {report['model']}" if report.get("model") else ""
@@ -83,14 +91,69 @@ def panel(report: dict[str, Any], *, max_text: int = 2000) -> Panel:
         row("issue", f"{issue['kind']}{where}: {issue['detail']}", "yellow")
     for note in report["notes"]:
         row("note", note, "dim")
+    return out
+
+
+def _border(report: dict[str, Any]) -> str:
+    """The panel's border colour: red for errors, yellow for anything doubtful."""
     severities = {fault["severity"] for fault in report["faults"]}
     if report["errors"] or "error" in severities:
-        border = "red"
-    elif report["issues"] or "warning" in severities or not report["complete"]:
-        border = "yellow"
-    else:
-        border = "green"
-    return Panel(grid, title=Text(report["source"], style="bold"), title_align="left", border_style=border)
+        return "red"
+    if report["issues"] or "warning" in severities or not report["complete"]:
+        return "yellow"
+    return "green"
+
+
+class _Rows:
+    """Labels in a column, values after them; a value's further lines start
+    under the value column.
+
+    Strategy: this is drawn at the end of every live stream, so it yields
+    segments itself rather than laying out a ``Table.grid``, which took five
+    times as long. A printable line that fits is one segment; one that must
+    wrap is cut where ``Text.wrap`` would cut it, by the function it uses
+    (half the cost of building a ``Text``); lines with tabs or control codes
+    go through ``Text.wrap`` itself, which expands and strips them.
+    """
+
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
+        self.rows = rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        label_width = max((len(label) for label, _, _ in self.rows), default=0)
+        width = max(options.max_width - label_width - 3, 1)  # a margin either side, a space between
+        label_style = console.get_style("bold cyan")
+        indent = Segment(" " * (label_width + 2))
+        new_line = Segment.line()
+        for label, value, style in self.rows:
+            head = Segment(f" {label:<{label_width}} ", label_style)
+            for line in _wrap(console, value, style, width):
+                yield head
+                yield from line
+                yield new_line
+                head = indent
+
+
+def _wrap(console: Console, value: str, style: str, width: int) -> Iterator[Iterable[Segment]]:
+    """``value`` as lines of at most ``width`` cells."""
+    value_style = console.get_style(style) if style else None
+    for line in value.split("\n"):
+        if not line.isprintable() or (divide_line is None and cell_len(line) > width):
+            for piece in Text(line, style=style).wrap(console, width, overflow="fold"):
+                yield piece.render(console)
+        elif cell_len(line) <= width:
+            yield (Segment(line, value_style),)
+        else:
+            start = 0
+            for end in (*divide_line(line, width), len(line)):
+                yield (Segment(line[start:end], value_style),)
+                start = end
+
+
+def panel(report: dict[str, Any], *, max_text: int = 2000) -> Panel:
+    """A rich panel for one report object: the live summary and ``ssemedic report`` both draw this."""
+    return Panel(_Rows(_rows(report, max_text=max_text)), title=Text(report["source"], style="bold"),
+                 title_align="left", border_style=_border(report), padding=0)
 
 
 def render(reports: list[dict[str, Any]], console: Console, *, max_text: int = 2000) -> None:
