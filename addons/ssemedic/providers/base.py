@@ -10,6 +10,7 @@ parts through a table from event type to handler.
 from __future__ import annotations
 
 import json
+import json.scanner
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,6 +21,27 @@ from ..parts import Malformed, Part
 
 #: A handler gets the interpreter (for its state), the event and its decoded JSON.
 Handler = Callable[[Any, ServerSentEvent, Any], list[Part]]
+
+# The C scanner json.loads ends in, with json.loads' own settings. (typeshed
+# types its argument as a scanner; any decoder's settings do.)
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``: the same value, or the same exception.
+
+    Every event's payload is decoded, and ``json.loads`` spends about 40% of
+    its time (1.3 µs of 3.4 per chat chunk, measured) in Python around the C
+    scanner: leading whitespace, a BOM, trailing text, error messages. A
+    payload that is one JSON document and nothing else is decoded by the
+    scanner alone; anything else, including every error, goes through
+    ``json.loads`` itself.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError):  # no value here, or a malformed one
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 class Interpreter:
@@ -33,7 +55,7 @@ class Interpreter:
 
     def interpret(self, event: ServerSentEvent) -> list[Part]:
         try:
-            payload = json.loads(event.data)
+            payload = loads(event.data)
         except json.JSONDecodeError as exc:
             return [Malformed("invalid-json", f"{exc.msg} at position {exc.pos}: {_excerpt(event.data)}")]
         except (ValueError, RecursionError) as exc:  # the int digit limit, absurd nesting
