@@ -88,6 +88,8 @@ START_TIMEOUT = 30.0
 #: flows (their response hooks, ssemedic's end-of-stream panel) before and
 #: after its CPU time is read.
 SETTLE_SECONDS = 0.4
+#: The temporary folder for proxy scripts, logs and profiles.
+WORKDIR_PREFIX = "ssemedic-bench-"
 WARMUP_EVENTS = 25
 
 BASELINE_ADDON = '''\
@@ -616,6 +618,19 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+def _shown(arg: str) -> str:
+    """A command-line argument as printed: paths relative to the checkout, the
+    temporary folder as <workdir>, so that no machine's paths are shown."""
+    path = Path(arg)
+    if not path.is_absolute():
+        return arg
+    if path.is_relative_to(ROOT):
+        return str(path.relative_to(ROOT))
+    if path.parent.name.startswith(WORKDIR_PREFIX):
+        return f"<workdir>/{path.name}"
+    return arg
+
+
 def print_report(s: dict[str, Any], out: IO[str]) -> None:
     v = s["versions"]
     load = s["load_average"]
@@ -630,7 +645,7 @@ def print_report(s: dict[str, Any], out: IO[str]) -> None:
     print("latency = client read stamp - upstream send stamp (perf_counter_ns); "
           "cpu = mitmdump utime+stime / events", file=out)
     for name, proxy_args in s["proxies"].items():
-        print(f"  {name:<9} mitmdump ... {' '.join(proxy_args)}", file=out)
+        print(f"  {name:<9} mitmdump ... {' '.join(map(_shown, proxy_args))}", file=out)
     for scenario, result in s["results"].items():
         print(f"\n== {scenario} ==", file=out)
         print(f"{'proxy':<10}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu µs/ev':>11}"
@@ -696,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no mitmdump next to {sys.executable}; run it with the venv's python", file=sys.stderr)
         return 1
 
-    workdir = Path(tempfile.mkdtemp(prefix="ssemedic-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     try:
         summary = run_benchmark(args, workdir)
     except BenchError as exc:

@@ -556,7 +556,7 @@ def test_chunk_cut_inside_an_ndjson_line_is_event_split() -> None:
 
 @pytest.mark.parametrize("head", [b"", b"a", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\x80\x80\x80", b"\xff"])
 def test_a_chunk_ending_in_ascii_never_splits_a_character(head: bytes) -> None:
-    # Diagnoser.chunk skips splits_a_character when the last byte is ASCII.
+    # splits_a_character answers an ASCII last byte without its loop.
     for last in range(0x80):
         assert not splits_a_character(head + bytes([last]))
 

@@ -1,5 +1,5 @@
-"""Message assembly: ``add`` takes plain text by a fast path; it must build the
-same message as the general path, ``_add``, for any parts in any order."""
+"""Message assembly: whatever parts arrive, in any order, the message holds
+what each kind of part contributes."""
 
 from __future__ import annotations
 
@@ -42,13 +42,29 @@ PARTS: st.SearchStrategy[Part] = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(PARTS, max_size=12))
-def test_add_builds_the_message_the_general_path_builds(parts: list[Part]) -> None:
-    fast, general = Message(), Message()
+def test_message_holds_what_each_part_brings(parts: list[Part]) -> None:
+    message = Message()
     for part in parts:
-        fast.add(part)
-        general._add(part)
-    assert fast == general
-    assert fast.to_dict() == general.to_dict()
+        message.add(part)
+    assert message.text == "".join(p.text for p in parts if isinstance(p, Text))
+    assert message.text_via == list(dict.fromkeys(p.via for p in parts if isinstance(p, Text) and p.via is not None))
+    assert message.reasoning_parts == [p.text for p in parts if isinstance(p, Reasoning)]
+    assert message.refusal_parts == [p.text for p in parts if isinstance(p, Refusal)]
+    calls = [p for p in parts if isinstance(p, ToolCall)]
+    assert list(message.tool_calls) == list(dict.fromkeys(c.key for c in calls))
+    for key, call in message.tool_calls.items():
+        mine = [c for c in calls if c.key == key]
+        assert call.arguments == "".join(c.arguments for c in mine)
+        assert call.id == next((c.id for c in mine if c.id), None)
+        assert call.name == next((c.name for c in mine if c.name), None)
+    assert message.tool_results == [p for p in parts if isinstance(p, ToolResult)]
+    stops = [p.reason for p in parts if isinstance(p, Stop)]
+    assert message.finish_reason == (stops[-1] if stops else None)
+    assert message.markers == [p.marker for p in parts if isinstance(p, Done)]
+    assert message.errors == [p for p in parts if isinstance(p, Error)]
+    assert message.malformed == sum(isinstance(p, Malformed) for p in parts)
+    models = [p.model for p in parts if isinstance(p, Meta) and p.model]
+    assert message.model == (models[-1] if models else None)
 
 
 def test_text_with_a_detour_is_noted_once() -> None:

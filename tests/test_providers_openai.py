@@ -6,8 +6,6 @@ import json
 from typing import Any
 
 from helpers import chunkings, run_session, sse_event, summary_without_timing
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ssemedic.parts import Error
 from ssemedic.session import StreamSession
@@ -265,30 +263,6 @@ def test_chat_cut_before_finish_reason_is_incomplete() -> None:
     session = run_everywhere(chat_russian_stream().split(chat_chunk({}, "stop"))[0], path=CHAT_PATH)
     assert session.message.text == RUSSIAN
     assert not session.complete
-
-
-DELTA_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.lists(st.integers(), max_size=2)
-DELTAS = st.one_of(
-    st.fixed_dictionaries({"content": st.text(max_size=8)}),  # the fast path's shape
-    st.dictionaries(
-        st.sampled_from(["content", "role", "reasoning_content", "reasoning", "refusal", "extra"]),
-        DELTA_VALUES,
-        max_size=4,
-    ),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(DELTAS)
-def test_chat_text_only_fast_path_gives_the_general_parts(delta: dict[str, Any]) -> None:
-    # _chunk takes a delta of content alone without _delta; both must agree.
-    from ssemedic.framing import ServerSentEvent
-    from ssemedic.providers.openai_chat import ChatInterpreter, _delta
-
-    interpreter = ChatInterpreter()
-    interpreter.meta_seen = True
-    payload = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-    assert interpreter.interpret(ServerSentEvent(data=json.dumps(payload))) == _delta(delta)
 
 
 # -- OpenAI Responses ------------------------------------------------------------

@@ -33,9 +33,9 @@ class ServerSentEvent(tuple[str, str, str | None, int | None, bytes, int]):
     ``FrozenInstanceError``, field-wise equality and hashing) stored as a
     tuple: the parser builds one per event, and a tuple subclass can be built
     by one C call, ``tuple.__new__(ServerSentEvent, values)``, where a slotted
-    class needs one call per field. That is about a third of the parser's time
-    per event (measured by scripts/bench_parser.py). The fields are read
-    through properties over the tuple items.
+    frozen class needs one call per field, which took about a third of the
+    parser's time per event (measured with scripts/bench_parser.py). The
+    fields are read through properties over the tuple items.
     """
 
     __slots__ = ()

@@ -152,7 +152,7 @@ class LiveStream:
                 self._queued.append((data, at))
                 return [data]
             self.receive(data, at)
-            return self._take([data], at) if self.rewriting else [data]
+            return self._take([data], at)
         self.end(at)
         return self._take([], at, final=True)
 
@@ -202,11 +202,7 @@ class LiveStream:
 
     def _inspect_or_pass(self, data: bytes, at: float | None) -> None:
         if self.inspecting:
-            # _guard, inlined: this runs for every chunk.
-            try:
-                self._inspect(data, at)
-            except Exception as exc:
-                self._stop_inspecting(exc)
+            self._guard(self._inspect, data, at)
         elif self.rewriting:
             self._out.append(self._plain(data))
 
@@ -244,18 +240,14 @@ class LiveStream:
         try:
             fn(*args)
         except Exception as exc:
-            self._stop_inspecting(exc)
-
-    def _stop_inspecting(self, exc: Exception) -> None:
-        """Something in here raised: report it once and pass the rest through."""
-        if self.inspecting:
-            self.inspecting = False
-            self._fall_back()
-            self.notes.append(f"ssemedic internal error, stream passed through uninspected: {exc!r}")
-            try:
-                self.sink.internal_error(self, exc)
-            except Exception:
-                pass  # never let reporting the error break the stream
+            if self.inspecting:
+                self.inspecting = False
+                self._fall_back()
+                self.notes.append(f"ssemedic internal error, stream passed through uninspected: {exc!r}")
+                try:
+                    self.sink.internal_error(self, exc)
+                except Exception:
+                    pass  # never let reporting the error break the stream
 
     def _fall_back(self) -> None:
         """Inspection stopped mid-stream: in repair mode, hand on everything
@@ -317,10 +309,9 @@ class LiveStream:
     def _feed(self, data: bytes, at: float | None) -> None:
         if self.session.bytes == 0:
             self.sink.first_chunk(self, data)
-        if self.rewriting:
-            self._unforwarded = data if self.repairer is None else None
-            if self.repairer is not None:
-                self.repairer.hold(data)
+        self._unforwarded = data if self.rewriting and self.repairer is None else None
+        if self.repairer is not None:
+            self.repairer.hold(data)
         records = self.session.feed(data, at)
         self._emit(records)
         if self.rewriting:

@@ -76,46 +76,41 @@ class Message:
         return "".join(self.refusal_parts)
 
     def add(self, part: Part) -> None:
-        if isinstance(part, Text) and part.via is None:
-            # Most parts are plain text. Matching the class pattern below
-            # costs about 0.4 µs more per part (measured: it looks up
-            # __match_args__ and builds a tuple); _add gives the same result.
-            self.text_parts.append(part.text)
-        else:
-            self._add(part)
-
-    def _add(self, part: Part) -> None:
+        # This runs for every part of every event, so the patterns only name
+        # the class: positional captures look up __match_args__ and build a
+        # tuple, about 0.4 µs more per part (measured). Text, the usual part,
+        # comes first.
         match part:
-            case Text(text, via):
-                self.text_parts.append(text)
-                if via is not None and via not in self.text_via:
-                    self.text_via.append(via)
-            case Reasoning(text):
-                self.reasoning_parts.append(text)
-            case Refusal(text):
-                self.refusal_parts.append(text)
-            case ToolCall(key, id_, name, arguments):
-                call = self.tool_calls.get(key)
+            case Text():
+                self.text_parts.append(part.text)
+                if part.via is not None and part.via not in self.text_via:
+                    self.text_via.append(part.via)
+            case Reasoning():
+                self.reasoning_parts.append(part.text)
+            case Refusal():
+                self.refusal_parts.append(part.text)
+            case ToolCall():
+                call = self.tool_calls.get(part.key)
                 if call is None:
-                    call = self.tool_calls[key] = AssembledToolCall(key)
-                if id_ and not call.id:
-                    call.id = id_
-                if name and not call.name:
-                    call.name = name
-                call.arguments += arguments
+                    call = self.tool_calls[part.key] = AssembledToolCall(part.key)
+                if part.id and not call.id:
+                    call.id = part.id
+                if part.name and not call.name:
+                    call.name = part.name
+                call.arguments += part.arguments
             case ToolResult():
                 self.tool_results.append(part)
             case Usage():
                 self._merge_usage(part)
-            case Stop(reason):
-                self.finish_reason = reason
-            case Done(marker):
-                self.markers.append(marker)
+            case Stop():
+                self.finish_reason = part.reason
+            case Done():
+                self.markers.append(part.marker)
             case Error():
                 self.errors.append(part)
-            case Meta(model, response_id):
-                self.model = model or self.model
-                self.response_id = response_id or self.response_id
+            case Meta():
+                self.model = part.model or self.model
+                self.response_id = part.response_id or self.response_id
             case Malformed():
                 self.malformed += 1
 
