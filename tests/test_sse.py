@@ -238,13 +238,18 @@ def cut(draw: st.DrawFn, streams: st.SearchStrategy[bytes]) -> tuple[bytes, list
     return data, [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
+def counted_line_endings(data: bytes) -> dict[str, int]:
+    crlf = data.count(b"\r\n")
+    return {"lf": data.count(b"\n") - crlf, "crlf": crlf, "cr": data.count(b"\r") - crlf}
+
+
 def check_chunking_invariance(data: bytes, chunks: list[bytes]) -> None:
     whole, chunked = SSEParser(), SSEParser()
     whole_events = whole.feed(data) + whole.close()
     chunked_events = [e for chunk in chunks for e in chunked.feed(chunk)] + chunked.close()
     assert chunked_events == whole_events
     assert chunked.issues == whole.issues
-    assert chunked.line_endings == whole.line_endings
+    assert chunked.line_endings == whole.line_endings == counted_line_endings(data)
     assert (chunked.last_event_id, chunked.reconnection_time) == (whole.last_event_id, whole.reconnection_time)
     for event in whole_events:
         assert data[event.offset : event.offset + len(event.raw)] == event.raw
@@ -297,6 +302,12 @@ def test_token_streams_small_cap_any_chunking_matches_single_feed(case: tuple[by
     whole = parse([data], max_event_size=10)
     assert parse(chunks, max_event_size=10) == whole
     assert parse([data[i : i + 1] for i in range(len(data))], max_event_size=10) == whole
+    parser = SSEParser(max_event_size=10)
+    for chunk in chunks:
+        parser.feed(chunk)
+    assert parser.line_endings == counted_line_endings(data)  # skipped bytes too
+    parser.close()
+    assert parser.line_endings == counted_line_endings(data)
 
 
 def test_run_of_data_lines_matches_block_by_block() -> None:

@@ -39,11 +39,15 @@ __all__ = ["SSEParser", "ServerSentEvent"]
 # CR that is half of a CRLF, or "a\r\nb" would read as CR + LF.
 _BLOCK_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
-# A block of exactly one "data: " line, LF-terminated, with its blank line.
-_SIMPLE_BLOCK = re.compile(rb"data: [^\n]*\n\n")
+# The raw block of a lone "data: " line with the given value.
+_simple_raw = b"data: %b\n\n".__mod__
 
 # Builds a ServerSentEvent from its field values in one C call (see framing).
 _new_event = tuple.__new__
+# Endless, stateless iterators that every parser's runs of events share.
+_EVENT_CLASS = repeat(ServerSentEvent)
+_MESSAGE = repeat("message")
+_NO_RETRY = repeat(None)
 
 _CR = 0x0D
 _LF = 0x0A
@@ -81,9 +85,13 @@ class SSEParser:
         self._bom_checked = False
         self._skipping: int | None = None  # start offset of an oversized block
         self._closed = False
-        self._n_cr = self._n_lf = self._n_crlf = 0
+        self._n_cr = self._n_crlf = 0
+        self._n_lf = 0  # LFs in the stream before _offset; _buf holds the rest
         self._last_was_cr = False
         self._buf_has_cr = False
+        # Whether the next feed may skip the start-of-stream, CR, oversized
+        # and closed checks: set once a feed ends with none of them pending.
+        self._plain = False
 
     @property
     def issues(self) -> list[ParseIssue]:
@@ -94,7 +102,7 @@ class SSEParser:
         """How many line terminators of each kind (``lf``, ``crlf``, ``cr``) were seen."""
         return Counter(
             {
-                "lf": self._n_lf - self._n_crlf,
+                "lf": self._n_lf + self._buf.count(b"\n") - self._n_crlf,
                 "crlf": self._n_crlf,
                 "cr": self._n_cr - self._n_crlf,
             }
@@ -112,23 +120,34 @@ class SSEParser:
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
         """Add received bytes; return the events they complete."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._plain and _CR not in data:
+            # The usual case, mid-stream with LF line ends.
+            self.consumed += len(data)
+            buf = self._buf + data
+            end = buf.rfind(b"\n\n", self._scan) + 2  # where the complete blocks end
+            if end > 1 and (events := self._simple_events(buf, end)) is not None:
+                self._n_lf += 2 * len(events)
+                self._offset = self.boundary = self._offset + end
+                self._keep(buf[end:], False)
+                return events
+            return self._parse(buf, False, False)
         if self._closed:
             raise RuntimeError("SSEParser.feed() called after close()")
         if not data:
             return []
-        data = bytes(data)
         self.consumed += len(data)
-        has_cr = b"\r" in data
-        self._n_lf += data.count(b"\n")
+        has_cr = _CR in data
         if has_cr or self._last_was_cr:
             self._count_cr(data)
-        buf = self._buf + data if self._buf else data
+        buf = self._buf + data
         if not self._bom_checked:
             if len(buf) < len(BOM) and BOM.startswith(buf):
                 self._buf = buf
                 return []
             buf = self._strip_bom(buf)
-        return self._parse(buf, final=False, has_cr=has_cr or self._buf_has_cr)
+        return self._parse(buf, False, has_cr or self._buf_has_cr)
 
     def close(self) -> list[ServerSentEvent]:
         """Signal the end of the stream; return any events it completes.
@@ -143,7 +162,7 @@ class SSEParser:
         buf, self._buf = self._buf, b""
         if not self._bom_checked:
             buf = self._strip_bom(buf)
-        events = self._parse(buf, final=True, has_cr=b"\r" in buf)
+        events = self._parse(buf, True, _CR in buf)
         rest = self._buf
         if self._skipping is not None:
             self.log.add(
@@ -178,31 +197,33 @@ class SSEParser:
         self._n_crlf += data.count(b"\r\n") + (self._last_was_cr and data[0] == _LF)
         self._last_was_cr = data[-1] == _CR
 
-    def _parse(self, buf: bytes, *, final: bool, has_cr: bool) -> list[ServerSentEvent]:
+    def _parse(self, buf: bytes, final: bool, has_cr: bool) -> list[ServerSentEvent]:
+        """Events from every complete block in ``buf``, block by block."""
         events: list[ServerSentEvent] = []
         start = 0  # start of the current block in buf
-        scan = self._scan
         if has_cr:
+            scan = self._scan
             while (m := _BLOCK_END.search(buf, scan)) is not None:
                 end = m.end()
                 if end == len(buf) and buf[-1] == _CR and not final:
                     break  # the CR may be half of a CRLF that belongs to this block
                 self._end_block(buf, start, m.start(), end, events)
                 start = scan = end
-        elif (last := buf.rfind(b"\n\n", scan)) >= 0:
-            # LF only (the usual case); the last complete block ends at last + 2.
-            if self._skipping is None and (simple := self._simple_events(buf, last + 2)) is not None:
-                events = simple
-                start = last + 2
-            else:
-                # One split cuts every complete block; the last piece is the
-                # unfinished rest.
-                blocks = buf.split(b"\n\n")
-                start = len(buf) - len(blocks.pop())
-                events = self._lf_blocks(buf, blocks, start)
+            self._n_lf += buf.count(b"\n", 0, start)
+            self._offset += start
+        elif buf.find(b"\n\n", self._scan) >= 0:
+            # LF only: one split cuts every complete block, and the last
+            # piece is the unfinished rest.
+            blocks = buf.split(b"\n\n")
+            start = len(buf) - len(blocks.pop())
+            events = self._lf_blocks(blocks)
+            self._n_lf += buf.count(b"\n", 0, start)
+            self._offset = self.boundary = self._offset + start
+        self._keep(buf[start:] if start else buf, has_cr)
+        return events
 
-        rest = buf[start:]
-        self._offset += start
+    def _keep(self, rest: bytes, has_cr: bool) -> None:
+        """Buffer ``rest``, the start of an unfinished block at ``_offset``."""
         if self._skipping is None and len(rest) - 3 > self.max_event_size:
             # The block is certainly over the cap: its terminator is at most
             # three bytes of what is buffered.
@@ -210,61 +231,50 @@ class SSEParser:
             self._report_oversized(self._offset)
         if self._skipping is not None and len(rest) > 3:
             # Keep only what could be the start of the blank line that ends it.
+            self._n_lf += rest.count(b"\n", 0, len(rest) - 3)
             self._offset += len(rest) - 3
             rest = rest[-3:]
         self._buf = rest
-        self._buf_has_cr = has_cr and b"\r" in rest
+        self._buf_has_cr = has_cr and _CR in rest
         # Resume the search just before any trailing line-terminator bytes, so
         # a blank line straddling two feeds is found, but never mid-CRLF.
-        scan = len(rest)
-        while scan and rest[scan - 1] in (_CR, _LF):
-            scan -= 1
-        self._scan = scan
-        return events
+        self._scan = len(rest.rstrip(b"\r\n"))
+        self._plain = not (
+            self._buf_has_cr or self._last_was_cr or self._skipping is not None or self._closed
+        ) and self._bom_checked
 
     def _simple_events(self, buf: bytes, end: int) -> list[ServerSentEvent] | None:
         """The events of the complete blocks in ``buf[:end]``, if each of them is
         one ``data: `` line of valid UTF-8 within the size cap; None otherwise
         (then the block-by-block path takes over).
 
-        Strategy: nearly every feed of a token stream is such a run, and doing
-        it with a handful of C calls instead of Python work per event takes
-        about a quarter off the parser's time (scripts/bench_parser.py). One regex
-        pass cuts the raw blocks; they tile the run exactly when their lengths
-        add up to it. The run then reads ``data: X1\\n\\ndata: X2 ... Xn\\n\\n``,
-        so one decode and one split give every data value, and the events are
-        the same ones ``_interpret`` would build, block by block.
+        Strategy: nearly every feed of a token stream is such a run, and it is
+        done with a few C calls per event instead of Python work per line. The
+        run reads ``data: X1\\n\\ndata: X2 ... Xn\\n\\n``: one split gives
+        every value X, and the blocks are single lines when no X holds a LF.
         """
-        if buf.find(b"\n") == end - 2:
-            # One block of one line, as when each chunk carries one event:
-            # build it directly, the run machinery below costs more for one.
-            if buf[:6] != b"data: " or end - 2 > self.max_event_size:
-                return None
-            try:
-                data = buf[6 : end - 2].decode()
-            except UnicodeDecodeError:
-                return None
-            self.boundary = self._offset + end
-            return [_new_event(ServerSentEvent, ("message", data, self.last_event_id, None, buf[:end], self._offset))]
-        raws = _SIMPLE_BLOCK.findall(buf, 0, end)
-        if sum(map(len, raws)) != end:
+        if not buf.startswith(b"data: "):
             return None
-        if end - 2 > self.max_event_size and max(map(len, raws)) - 2 > self.max_event_size:
+        values = buf[6 : end - 2].split(b"\n\ndata: ")
+        if _LF in b"".join(values):
+            return None  # some block has another line
+        if end - 2 > self.max_event_size and max(map(len, values)) + 6 > self.max_event_size:
             return None
         try:
-            datas = buf[6 : end - 2].decode().split("\n\ndata: ")
+            if len(values) == 1:
+                # One event, as when each chunk carries one: build it directly.
+                fields = ("message", values[0].decode(), self.last_event_id, None, buf[:end], self._offset)
+                return [_new_event(ServerSentEvent, fields)]
+            raws = list(map(_simple_raw, values))
+            offsets = accumulate(map(len, raws), initial=self._offset)
+            runs = zip(_MESSAGE, map(bytes.decode, values), repeat(self.last_event_id), _NO_RETRY, raws, offsets)
+            return list(map(_new_event, _EVENT_CLASS, runs))
         except UnicodeDecodeError:
             return None
-        offsets = accumulate(map(len, raws), initial=self._offset)
-        fields = zip(repeat("message"), datas, repeat(self.last_event_id), repeat(None), raws, offsets)
-        events = list(map(_new_event, repeat(ServerSentEvent), fields))
-        self.boundary = self._offset + end
-        return events
 
-    def _lf_blocks(self, buf: bytes, blocks: list[bytes], end: int) -> list[ServerSentEvent]:
-        """Events from complete LF-only ``blocks`` of ``buf``, the last ending at ``end``."""
+    def _lf_blocks(self, blocks: list[bytes]) -> list[ServerSentEvent]:
+        """Events from the complete LF-only ``blocks`` that start at ``_offset``."""
         offset = self._offset
-        self.boundary = offset + end
         if self._skipping is not None:
             # The first block is the tail of an oversized one.
             self._skipping = None
