@@ -130,7 +130,12 @@ class SSEParser:
             if end > 1 and (events := self._simple_events(buf, end)) is not None:
                 self._n_lf += 2 * len(events)
                 self._offset = self.boundary = self._offset + end
-                self._keep(buf[end:], False)
+                rest = buf[end:]
+                if len(rest) - 3 > self.max_event_size:
+                    self._keep(rest, False)
+                else:  # what _keep does when no block is oversized and no CR is pending
+                    self._buf = rest
+                    self._scan = len(rest.rstrip(b"\n"))
                 return events
             return self._parse(buf, False, False)
         if self._closed:
