@@ -214,7 +214,7 @@ class Repairer:
         if first and out.startswith(BOM):
             out = out[len(BOM) :]
             self.changes["BOM stripped"] += 1
-        if b"\r" in out:
+        if out.find(b"\r") >= 0:  # not `b"\r" in out`: see sse._CR
             out = out.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             self.changes["line endings normalised to LF"] += 1
         return out
