@@ -121,6 +121,10 @@ CASES: list[tuple[str, bytes, list[Fields], list[str]]] = [
     ("empty-event-means-message", b"event:\ndata: a\n\n", [msg("a")], []),
     ("last-event-field-wins", b"event: a\nevent: b\ndata: x\n\n", [msg("x", event="b")], []),
     ("event-type-resets-after-dispatch", b"event: a\ndata: x\n\ndata: y\n\n", [msg("x", event="a"), msg("y")], []),
+    ("event-then-several-data-lines", b"event: a\ndata: x\ndata: y\n\n", [msg("x\ny", event="a")], []),
+    ("event-with-empty-value-then-data", b"event: \ndata: x\n\n", [msg("x")], []),
+    ("event-then-data-without-space", b"event: a\ndata:x\n\n", [msg("x", event="a")], []),
+    ("event-then-data-then-id", b"event: a\ndata: x\nid: 7\n\n", [msg("x", "7", event="a")], []),
     ("extra-blank-lines-dispatch-nothing", b"\n\n\ndata: a\n\n\n\n\r\r", [msg("a")], []),
     ("empty-stream", b"", [], []),
     # --- id ---
@@ -253,6 +257,9 @@ def check_chunking_invariance(data: bytes, chunks: list[bytes]) -> None:
     assert (chunked.last_event_id, chunked.reconnection_time) == (whole.last_event_id, whole.reconnection_time)
     for event in whole_events:
         assert data[event.offset : event.offset + len(event.raw)] == event.raw
+    for issue in whole.issues:
+        if issue.kind is IssueKind.INVALID_UTF8:  # the offset is that of the byte named
+            assert repr(data[issue.offset : issue.offset + 1]) in issue.detail
     assert fields(whole_events) == reference_events(data)
 
 
@@ -287,6 +294,27 @@ TOKEN_STREAM = st.lists(
     st.one_of(_DATA_EVENT, _DATA_EVENT, _DATA_EVENT, _LF_FIELD_LINE, st.just(b"\n"), st.just(b"data:x\n\n")),
     max_size=30,
 ).map(b"".join)
+
+
+# Typed streams (Anthropic, OpenAI Responses): "event: " then "data: " blocks,
+# the shape of the block-by-block path's second shortcut, and near misses.
+_TYPED_EVENT = st.tuples(
+    st.just(b"event: "),
+    _LF_VALUES,
+    st.sampled_from([b"\ndata: ", b"\ndata: ", b"\ndata:", b"\nid: 1\ndata: ", b"\r\ndata: "]),
+    _LF_VALUES,
+    st.sampled_from([b"\n\n", b"\n\n", b"\ndata: more\n\n", b"\nid: 7\n\n", b"\r\n\r\n", b"\n"]),
+).map(b"".join)
+TYPED_STREAM = st.lists(
+    st.one_of(_TYPED_EVENT, _TYPED_EVENT, _DATA_EVENT, _LF_FIELD_LINE, st.just(b"\n")),
+    max_size=20,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(cut(TYPED_STREAM))
+def test_typed_streams_any_chunking_match_single_feed_and_reference(case: tuple[bytes, list[bytes]]) -> None:
+    check_chunking_invariance(*case)
 
 
 @settings(max_examples=400, deadline=None)

@@ -322,8 +322,10 @@ class SSEParser:
     def _interpret(self, block: bytes, raw: bytes, offset: int) -> ServerSentEvent | None:
         """Apply the field rules of WHATWG 9.2.6 to one complete block."""
         log = self.log
+        # The two usual shapes first, with the same result as the loop below:
+        # a lone "data:" line, and an "event: " line followed by a "data: "
+        # line (Anthropic and the OpenAI Responses API send only those).
         if block[:5] == b"data:" and _LF not in block and _CR not in block:
-            # The usual single "data:" line; same result as the loop below.
             value = block[5:]
             if value[:1] == b" ":
                 value = value[1:]
@@ -331,7 +333,14 @@ class SSEParser:
             else:
                 offset_value = offset + 5
             data = decode_utf8(value, offset_value, log)
-            return ServerSentEvent("message", data, self.last_event_id, None, raw, offset)
+            return _new_event(ServerSentEvent, ("message", data, self.last_event_id, None, raw, offset))
+        if block[:7] == b"event: " and _CR not in block:
+            head, _, line = block.partition(b"\n")
+            if line[:6] == b"data: " and _LF not in line:
+                event_type = decode_utf8(head[7:], offset + 7, log)
+                data = decode_utf8(line[6:], offset + len(head) + 7, log)
+                fields = (event_type or "message", data, self.last_event_id, None, raw, offset)
+                return _new_event(ServerSentEvent, fields)
 
         event_type = ""
         data_lines: list[str] = []
@@ -380,11 +389,5 @@ class SSEParser:
 
         if not data_lines:
             return None  # WHATWG: no data, no dispatch
-        return ServerSentEvent(
-            event_type or "message",
-            "\n".join(data_lines),
-            self.last_event_id,
-            retry,
-            raw,
-            offset,
-        )
+        data = "\n".join(data_lines)
+        return _new_event(ServerSentEvent, (event_type or "message", data, self.last_event_id, retry, raw, offset))
