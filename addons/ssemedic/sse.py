@@ -134,18 +134,18 @@ class SSEParser:
             # The usual case, mid-stream with LF line ends.
             self.consumed += len(data)
             buf = self._buf + data
-            end = buf.rfind(b"\n\n", self._scan) + 2  # where the complete blocks end
+            end = buf.rfind(b"\n\n", self._scan) + 2  # where the complete blocks end (1: none)
             if end > 1 and (events := self._simple_events(buf, end)) is not None:
                 self._n_lf += 2 * len(events)
                 self._offset = self.boundary = self._offset + end
                 rest = buf[end:]
                 if len(rest) - 3 > self.max_event_size:
-                    self._keep(rest, False)
+                    self._keep(rest, has_cr=False)
                 else:  # what _keep does when no block is oversized and no CR is pending
                     self._buf = rest
                     self._scan = len(rest.rstrip(b"\n"))
                 return events
-            return self._parse(buf, False, False)
+            return self._parse(buf, final=False, has_cr=False)
         if self._closed:
             raise RuntimeError("SSEParser.feed() called after close()")
         if not data:
@@ -160,7 +160,7 @@ class SSEParser:
                 self._buf = buf
                 return []
             buf = self._strip_bom(buf)
-        return self._parse(buf, False, has_cr or self._buf_has_cr)
+        return self._parse(buf, final=False, has_cr=has_cr or self._buf_has_cr)
 
     def close(self) -> list[ServerSentEvent]:
         """Signal the end of the stream; return any events it completes.
@@ -175,7 +175,7 @@ class SSEParser:
         buf, self._buf = self._buf, b""
         if not self._bom_checked:
             buf = self._strip_bom(buf)
-        events = self._parse(buf, True, _CR in buf)
+        events = self._parse(buf, final=True, has_cr=_CR in buf)
         rest = self._buf
         if self._skipping is not None:
             self.log.add(
@@ -210,7 +210,7 @@ class SSEParser:
         self._n_crlf += data.count(b"\r\n") + (self._last_was_cr and data[0] == _LF)
         self._last_was_cr = data[-1] == _CR
 
-    def _parse(self, buf: bytes, final: bool, has_cr: bool) -> list[ServerSentEvent]:
+    def _parse(self, buf: bytes, *, final: bool, has_cr: bool) -> list[ServerSentEvent]:
         """Events from every complete block in ``buf``, block by block."""
         events: list[ServerSentEvent] = []
         start = 0  # start of the current block in buf
@@ -232,10 +232,10 @@ class SSEParser:
             events = self._lf_blocks(blocks)
             self._n_lf += buf.count(b"\n", 0, start)
             self._offset = self.boundary = self._offset + start
-        self._keep(buf[start:] if start else buf, has_cr)
+        self._keep(buf[start:] if start else buf, has_cr=has_cr)
         return events
 
-    def _keep(self, rest: bytes, has_cr: bool) -> None:
+    def _keep(self, rest: bytes, *, has_cr: bool) -> None:
         """Buffer ``rest``, the start of an unfinished block at ``_offset``."""
         if self._skipping is None and len(rest) - 3 > self.max_event_size:
             # The block is certainly over the cap: its terminator is at most
