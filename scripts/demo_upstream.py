@@ -358,11 +358,13 @@ def letta_events() -> list[bytes]:
     out.append(sse({**LETTA_MESSAGE, "id": "message-2b7d", "message_type": "tool_return_message",
                     "tool_return": "None", "status": "success", "tool_call_id": "call_Hx1",
                     "name": "send_message"}))
-    out.append(sse({"message_type": "stop_reason", "stop_reason": "end_turn"}))
-    out.append(sse({"message_type": "usage_statistics", **chat_usage(HEALTHY_TEXT, HEALTHY_REASONING),
-                    "step_count": 1}))
-    out.append(DONE)
-    return out
+    return out + letta_ending()
+
+
+def letta_ending() -> list[bytes]:
+    """How every Letta stream here ends: stop reason, usage, then [DONE]."""
+    usage = {"message_type": "usage_statistics", **chat_usage(HEALTHY_TEXT, HEALTHY_REASONING), "step_count": 1}
+    return [sse({"message_type": "stop_reason", "stop_reason": "end_turn"}), sse(usage), DONE]
 
 
 def letta_send_message(call: Call) -> Reply:
@@ -399,11 +401,7 @@ def letta_modern_events() -> list[bytes]:
            for piece in tokens(HEALTHY_REASONING)]
     out += [sse({**LETTA_MESSAGE, "id": "message-2b7d", "message_type": "assistant_message", "content": piece})
             for piece in tokens(HEALTHY_TEXT)]
-    out.append(sse({"message_type": "stop_reason", "stop_reason": "end_turn"}))
-    out.append(sse({"message_type": "usage_statistics", **chat_usage(HEALTHY_TEXT, HEALTHY_REASONING),
-                    "step_count": 1}))
-    out.append(DONE)
-    return out
+    return out + letta_ending()
 
 
 def letta(call: Call) -> Reply:

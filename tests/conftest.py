@@ -22,3 +22,4 @@ def upstream() -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+        assert not thread.is_alive(), "the demo upstream did not stop"

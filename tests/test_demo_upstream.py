@@ -54,12 +54,8 @@ class Capture:
 
 
 @pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    server, thread = demo.serve(port=0)
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+def base(upstream: int) -> str:
+    return f"http://127.0.0.1:{upstream}"
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,11 +230,8 @@ READ_AS = {"anthropic": ("anthropic", "claude-sonnet-4-5"), "openai-responses": 
 
 
 @pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    server, thread = demo.serve(port=0)
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join(timeout=5)
+def base(upstream: int) -> str:
+    return f"http://127.0.0.1:{upstream}"
 
 
 def fetch(base: str, path: str, body: dict[str, Any]) -> tuple[httpx.Response, list[bytes]]:

@@ -377,21 +377,26 @@ def test_repairs_are_recorded_and_the_saved_body_is_the_raw_upstream_body(medic:
     assert f.response.raw_content == b"".join(chunks)
 
 
-def test_a_failing_repairer_forwards_everything_unrepaired_and_logs_once(
-    medic: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    chunks = writes("healthy")
+def break_on_call(monkeypatch: pytest.MonkeyPatch, method: str, n: int) -> None:
+    """Make Repairer.<method> raise on its n-th call and work otherwise."""
+    original = getattr(Repairer, method)
     calls = 0
-    feed = Repairer.feed
 
     def failing(self: Repairer, *args: Any) -> bytes:
         nonlocal calls
         calls += 1
-        if calls == 8:
+        if calls == n:
             raise RuntimeError("repairer broke")
-        return feed(self, *args)
+        return original(self, *args)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(Repairer, "feed", failing)
+    monkeypatch.setattr(Repairer, method, failing)
+
+
+def test_a_failing_repairer_forwards_everything_unrepaired_and_logs_once(
+    medic: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    chunks = writes("healthy")
+    break_on_call(monkeypatch, "feed", 8)
     with caplog.at_level(logging.ERROR, logger="ssemedic"):
         sent, f = repaired(medic, chunks)
     assert b"".join(sent) == b"".join(chunks)
@@ -403,17 +408,7 @@ def test_a_failing_repairer_forwards_everything_unrepaired_and_logs_once(
 
 def test_a_repairer_failing_inside_an_event_loses_no_bytes(medic: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     chunks = writes("healthy")
-    calls = 0
-    event = Repairer._event
-
-    def failing(self: Repairer, *args: Any) -> bytes:
-        nonlocal calls
-        calls += 1
-        if calls == 10:
-            raise RuntimeError("repairer broke")
-        return event(self, *args)
-
-    monkeypatch.setattr(Repairer, "_event", failing)
+    break_on_call(monkeypatch, "_event", 10)
     sent, _ = repaired(medic, chunks)
     assert b"".join(sent) == b"".join(chunks)
 
