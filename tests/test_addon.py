@@ -16,7 +16,7 @@ from helpers import sse_event
 from mitmproxy import exceptions, hooks
 from mitmproxy.test import taddons, tflow
 
-from ssemedic import timeline
+from ssemedic import recording
 from ssemedic.addon import Medic
 
 CHUNKS = [
@@ -87,7 +87,7 @@ def test_saved_flow_keeps_raw_body_and_timeline(medic: Any) -> None:
     stream_through(addon, f, chunks)
     assert f.response.raw_content == BODY
     meta = f.metadata["ssemedic"]
-    tl = timeline.unpack(meta["timeline"])
+    tl = recording.unpack(meta["timeline"])
     assert [c for c, _ in tl.chunks(BODY)] == chunks
     assert all(b > a for a, b in zip(tl.times, tl.times[1:]))
     assert meta["provider"] == "openai-chat"

@@ -15,7 +15,7 @@ from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import FlowWriter
 from mitmproxy.test import tflow
 
-from ssemedic import timeline
+from ssemedic import recording
 from ssemedic.cli import main
 
 CHUNK = {"object": "chat.completion.chunk", "model": "gpt-4o",
@@ -96,7 +96,7 @@ def test_flow_timeline_gives_real_timings(tmp_path: Path, capsys: pytest.Capture
     flow = stream_flow()
     t0 = flow.request.timestamp_start
     cut = len(sse_event(CHUNK))
-    flow.metadata["ssemedic"] = {"timeline": timeline.pack([0, cut], [t0 + 0.2, t0 + 0.7])}
+    flow.metadata["ssemedic"] = {"timeline": recording.pack([0, cut], [t0 + 0.2, t0 + 0.7])}
     code, reports, _ = run_json(capsys, write_flows(tmp_path / "t.flows", [flow]))
     timing = reports[0]["timing"]
     assert timing["chunks"] == 2

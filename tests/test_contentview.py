@@ -24,7 +24,7 @@ from mitmproxy.io import FlowWriter
 from mitmproxy.test import taddons, tflow
 
 import ssemedic.contentview as cv
-from ssemedic import timeline
+from ssemedic import recording
 from ssemedic.contentview import llm_stream_view
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def test_stored_timeline_gives_time_offsets(registered: None) -> None:
     start = flow.request.timestamp_start
     # Three chunks: the role chunk, then the two text chunks, then the rest.
     offsets = [0, len(CHAT_CHUNKS[0]), len(b"".join(CHAT_CHUNKS[:3]))]
-    flow.metadata["ssemedic"] = {"timeline": timeline.pack(offsets, [start + 0.125, start + 0.25, start + 0.5])}
+    flow.metadata["ssemedic"] = {"timeline": recording.pack(offsets, [start + 0.125, start + 0.25, start + 0.5])}
     result = auto_view(flow)
     lines = result.text.splitlines()
     assert "3 chunks · TTFB 125.0 ms · TTFT 250.0 ms" in lines[0]
@@ -286,7 +286,7 @@ def mitmweb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cl
     tmp_path = tmp_path_factory.mktemp("mitmweb")
     flow = llm_flow()
     start = flow.request.timestamp_start
-    flow.metadata["ssemedic"] = {"timeline": timeline.pack([0, len(CHAT_CHUNKS[0])], [start + 0.125, start + 0.25])}
+    flow.metadata["ssemedic"] = {"timeline": recording.pack([0, len(CHAT_CHUNKS[0])], [start + 0.125, start + 0.25])}
     flows = tmp_path / "flows.mitm"
     with flows.open("wb") as f:
         FlowWriter(f).add(flow)

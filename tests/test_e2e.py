@@ -16,7 +16,7 @@ from e2e import ROOT, Mitmdump, load_script, mitmdump, run_mitmdump
 from httpx_sse import connect_sse
 from mitmproxy.io import FlowReader
 
-from ssemedic import timeline
+from ssemedic import recording
 
 upstream_mod = load_script("demo_upstream")
 HEALTHY_TEXT: str = upstream_mod.HEALTHY_TEXT
@@ -106,7 +106,7 @@ def test_saved_flow_holds_raw_body_and_timeline_and_nr_reproduces_the_summary(
     with flows.open("rb") as f:
         [flow] = list(FlowReader(f).stream())
     assert flow.response.raw_content == body
-    tl = timeline.unpack(flow.metadata["ssemedic"]["timeline"])
+    tl = recording.unpack(flow.metadata["ssemedic"]["timeline"])
     assert len(tl.offsets) > 10 and [c for c, _ in tl.chunks(body)][0]
 
     done = run_mitmdump(["-n", "-r", str(flows), "-s", str(ROOT / "addons" / "medic.py"),

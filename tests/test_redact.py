@@ -22,7 +22,7 @@ from mitmproxy.http import Headers
 from mitmproxy.io import FlowReader, FlowWriter
 from mitmproxy.test import tflow
 
-from ssemedic import timeline
+from ssemedic import recording
 from ssemedic.cli import main
 from ssemedic.redact import (
     MARK,
@@ -86,8 +86,8 @@ def secret_flow() -> Any:
     f.response.headers["x-ratelimit-remaining-tokens"] = "99000"
     f.response.content = GEMINI_BODY
     start = f.request.timestamp_start
-    f.metadata["ssemedic"] = {"version": timeline.VERSION, "provider": "gemini",
-                              "timeline": timeline.pack([0, len(GEMINI_BODY) // 2], [start + 0.3, start + 0.5]),
+    f.metadata["ssemedic"] = {"version": recording.VERSION, "provider": "gemini",
+                              "timeline": recording.pack([0, len(GEMINI_BODY) // 2], [start + 0.3, start + 0.5]),
                               "ended_at": start + 0.6}
     f.metadata["proxyauth"] = ("alice", PROXY_PASSWORD)
     return f

@@ -28,7 +28,8 @@ from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import FlowReader, FlowWriter
 from mitmproxy.test import tflow
 
-from ssemedic import replay, timeline
+from ssemedic import recording
+from ssemedic import replay
 
 CHAT = "/v1/chat/completions"
 T0 = 1_763_700_000.0
@@ -69,7 +70,7 @@ def recorded_flow(
     if timed:
         offsets = [sum(map(len, chunks[:i])) for i in range(len(chunks))]
         times = [T0 + ttfb + sum(gaps[:i]) for i in range(len(chunks))]
-        f.metadata["ssemedic"] = {"timeline": timeline.pack(offsets, times), "ended_at": times[-1] + 0.01}
+        f.metadata["ssemedic"] = {"timeline": recording.pack(offsets, times), "ended_at": times[-1] + 0.01}
     if aborted:
         f.error = mitmflow.Error("Connection closed by upstream")
     return f
@@ -362,7 +363,7 @@ def test_live_recording_replays_with_its_chunks_and_the_openai_sdk_reads_it(tmp_
         thread.join(timeout=10)
     with flows.open("rb") as f:
         [recorded] = list(FlowReader(f).stream())
-    tl = timeline.unpack(recorded.metadata["ssemedic"]["timeline"])
+    tl = recording.unpack(recorded.metadata["ssemedic"]["timeline"])
     recorded_chunks = [data for data, _ in tl.chunks(recorded.response.raw_content)]
     assert b"".join(recorded_chunks) == live and len(recorded_chunks) > 20
 

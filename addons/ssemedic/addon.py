@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
 
-from . import sources
+from . import recording
 from .live import LiveStream
 from .output import LOG_LEVELS, Reporter
 from .decoding import supported
@@ -23,11 +23,10 @@ from .redact import redact_flow, redact_url
 from .inject import Injection, parse_injections
 from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, parse_repairs
 from .session import framing_for_content_type
-from .timeline import TimelineError, unpack
 
 logger = logging.getLogger("ssemedic")
 
-METADATA_KEY = sources.METADATA_KEY
+METADATA_KEY = recording.METADATA_KEY
 
 
 class Medic:
@@ -246,7 +245,7 @@ class Medic:
                 changed.append("X-Accel-Buffering: no")
         if changed:
             logger.info("[%s] ssemedic repaired headers: %s", f.id[:6], "; ".join(changed))
-            f.metadata.setdefault(METADATA_KEY, {})["header_repairs"] = changed
+            recording.add_header_repairs(f, changed)
         return repairs
 
     def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
@@ -282,7 +281,7 @@ class Medic:
             if stream.decompressing and encoding:
                 f.response.headers["content-encoding"] = encoding  # the saved body is still compressed
         if stream.announced:
-            f.metadata[METADATA_KEY] = {**f.metadata.get(METADATA_KEY, {}), **stream.metadata()}
+            recording.store(f, stream.metadata())
         if self.redact_on:
             # After the request went out and the body was streamed: only what
             # is kept and saved loses its credentials, never the traffic.
@@ -292,25 +291,13 @@ class Medic:
         """Run a stored flow through a LiveStream, with its recorded timeline if any."""
         assert f.response is not None and f.response.raw_content is not None
         stream = self._new_stream(f, reporter=reporter)
-        body = f.response.raw_content
-        meta = f.metadata.get(METADATA_KEY)
-        meta = meta if isinstance(meta, dict) else {}
-        chunks: list[tuple[bytes, float | None]] = [(body, None)]
-        ended_at: float | None = None
-        packed = meta.get("timeline")
-        if packed is not None:
-            try:
-                chunks = list(unpack(packed).chunks(body))
-                stored_end = meta.get("ended_at")
-                ended_at = stored_end if isinstance(stored_end, float) else chunks[-1][1]
-            except TimelineError as exc:
-                stream.notes.append(f"chunk timeline ignored: {exc}")
-        else:
-            stream.notes.append("no chunk timeline in this flow: timings unavailable")
+        recorded = recording.read(f)
+        if recorded.problem is not None:
+            stream.notes.append(f"{recorded.problem}: timings unavailable")
         stream.announce()
-        for data, at in chunks:
+        for data, at in recorded.chunks:
             stream.receive(data, at)
-        stream.end(ended_at, error=f.error.msg if f.error else None)
+        stream.end(recorded.ended_at, error=f.error.msg if f.error else None)
 
     def _rebuild_reporter(self) -> None:
         opts = ctx.options

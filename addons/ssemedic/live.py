@@ -11,21 +11,18 @@ once and every byte is still forwarded and recorded.
 from __future__ import annotations
 
 import time
-from array import array
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from . import timeline
 from .decoding import DecodeError, StreamDecoder, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
 from .inject import Injection, Injector
 from .repair import BODY_REPAIRS, Repair, Repairer
+from .recording import Recorder
 from .session import EventRecord, StreamSession, framing_for_content_type
 from .sources import sniff as sniff_kind
 
-#: Raw bytes kept per flow for saving; beyond this the recording is cut (and says so).
-MAX_RECORDED_BYTES = 64 * 1024 * 1024
 #: Progress is reported after this many seconds or chunks since the last report.
 PROGRESS_SECONDS = 5.0
 PROGRESS_CHUNKS = 100
@@ -95,10 +92,7 @@ class LiveStream:
             else:
                 self.inspecting = False
                 self.notes.append(f"content-encoding {encoding!r} cannot be decoded: stream passed through uninspected")
-        self.raw = bytearray()
-        self.chunk_offsets = array("q")
-        self.chunk_times = array("d")
-        self.recording_cut = False
+        self.recorder = Recorder()
         self.ended = False
         self.ended_at: float | None = None
         self.error: str | None = None
@@ -192,13 +186,9 @@ class LiveStream:
         self._inspect_or_pass(data, at)
 
     def _record(self, data: bytes, at: float | None) -> None:
-        if len(self.raw) + len(data) <= MAX_RECORDED_BYTES:
-            self.chunk_offsets.append(len(self.raw))
-            self.chunk_times.append(at if at is not None else float("nan"))
-            self.raw += data
-        elif not self.recording_cut:
-            self.recording_cut = True
-            self.notes.append(f"recording cut at {MAX_RECORDED_BYTES} bytes; the stream itself was forwarded whole")
+        note = self.recorder.add(data, at)
+        if note is not None:
+            self.notes.append(note)
 
     def _inspect_or_pass(self, data: bytes, at: float | None) -> None:
         if self.inspecting:
@@ -343,11 +333,15 @@ class LiveStream:
 
     # -- results ---------------------------------------------------------------
 
-    def packed_timeline(self) -> bytes | None:
-        """The chunk timeline for flow.metadata, or None when times are unknown."""
-        if not self.chunk_offsets or any(t != t for t in self.chunk_times):  # NaN: no time
-            return None
-        return timeline.pack(self.chunk_offsets, self.chunk_times)
+    @property
+    def raw(self) -> bytearray:
+        """The raw upstream bytes kept for saving (see recording.py)."""
+        return self.recorder.raw
+
+    @property
+    def last_chunk_at(self) -> float | None:
+        times = self.recorder.times
+        return times[-1] if times and times[-1] == times[-1] else None  # NaN: unknown
 
     def report(self) -> dict[str, Any]:
         """The stream's summary, in the shape of ``ssemedic report --json``."""
@@ -359,18 +353,13 @@ class LiveStream:
         return out
 
     def metadata(self) -> dict[str, Any]:
-        """What goes into flow.metadata["ssemedic"]: plain types only, or
-        mitmproxy silently drops the flow from saved files."""
-        meta: dict[str, Any] = {"version": timeline.VERSION, "provider": self.session.provider}
-        packed = self.packed_timeline()
-        if packed is not None:
-            meta["timeline"] = packed
-            if self.ended_at is not None:
-                meta["ended_at"] = self.ended_at
-        meta["notes"] = list(self.notes)
-        if self.repairer is not None:
-            meta["repairs"] = dict(self.repairer.changes)
-        return meta
+        """This stream's entry for flow.metadata (see recording.py)."""
+        return self.recorder.metadata(
+            provider=self.session.provider,
+            ended_at=self.ended_at,
+            notes=self.notes,
+            repairs=dict(self.repairer.changes) if self.repairer is not None else None,
+        )
 
 
 def header_summary(headers: Mapping[str, str]) -> str:

@@ -83,7 +83,7 @@ class Reporter:
         return redact_text(text) if self.redact else text
 
     def first_chunk(self, stream: LiveStream, data: bytes) -> None:
-        t = self._offset(stream, stream.chunk_times[-1] if stream.chunk_times else None)
+        t = self._offset(stream, stream.last_chunk_at)
         preview = clip(data[:120].decode("utf-8", "replace"), 80)
         self._line(stream, "dim", f"first chunk{t}: {len(data)} bytes {preview!r}")
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .sources import METADATA_KEY, SourceError, read_flows
+from . import recording
+from .sources import SourceError, read_flows
 
 MARK = "[REDACTED]"
 URL_MARK = "REDACTED"
@@ -348,7 +349,7 @@ def redact_flow(flow: Any, *, in_flight: bool = False) -> list[str]:
     a JSON request body, secret fields of a form body, the error message, and
     the password mitmproxy's proxyauth addon keeps in flow.metadata. The
     response body is left byte for byte. What was redacted is added to
-    ``flow.metadata["ssemedic"]["redacted"]``.
+    the recording (see recording.py).
 
     ``in_flight``: the flow is at its ``response`` hook, after a streamed
     body; mitmproxy sends the response trailers only after that hook, so
@@ -387,13 +388,7 @@ def redact_flow(flow: Any, *, in_flight: bool = False) -> list[str]:
         flow.metadata["proxyauth"] = (auth[0], MARK)
         changed.append("proxyauth password")
     if changed:
-        meta = flow.metadata.get(METADATA_KEY)
-        meta = dict(meta) if isinstance(meta, dict) else {}
-        before = meta.get("redacted")
-        redacted = [str(x) for x in before] if isinstance(before, list) else []
-        redacted += [c for c in changed if c not in redacted]
-        meta["redacted"] = redacted
-        flow.metadata[METADATA_KEY] = meta
+        recording.add_redacted(flow, changed)
     return changed
 
 

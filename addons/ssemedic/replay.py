@@ -30,8 +30,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import __version__
-from .sources import METADATA_KEY, SourceError, read_flows, read_head, sniff
-from .timeline import TimelineError, unpack
+from . import recording
+from .sources import SourceError, read_flows, read_head, sniff
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,9 @@ class Recorded:
     framing: Framing
     content_length: int | None
     head_at: float
-    #: (time, bytes) of each recorded chunk, in order; never empty bytes.
-    chunks: tuple[tuple[float, bytes], ...]
+    #: (bytes, time) of each recorded chunk, in order, as in recording.Chunk,
+    #: with times as offsets from the request; never empty bytes.
+    chunks: tuple[tuple[bytes, float], ...]
     end_at: float
     #: Whether the recorded connection broke before the body ended.
     aborted: bool
@@ -121,9 +122,9 @@ def from_flow(flow: Any, number: int) -> Recorded:
     head_at, chunks, end_at, timed = _schedule(flow, body, notes)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.fields]
     kept, framing, length = _framing(request.method, response.status_code, headers, len(body), aborted)
-    meta = flow.metadata.get(METADATA_KEY)
-    if isinstance(meta, dict) and isinstance(meta.get("notes"), list):
-        notes += [n for n in meta["notes"] if isinstance(n, str) and n.startswith("recording cut")]
+    cut_at = recording.read(flow).cut_at
+    if cut_at is not None:
+        notes.append(f"recording cut after {cut_at} bytes: the replay ends there")
     return Recorded(
         number=number,
         method=request.method,
@@ -144,34 +145,23 @@ def from_flow(flow: Any, number: int) -> Recorded:
 
 def _schedule(
     flow: Any, body: bytes, notes: list[str]
-) -> tuple[float, tuple[tuple[float, bytes], ...], float, bool]:
+) -> tuple[float, tuple[tuple[bytes, float], ...], float, bool]:
     """(headers time, timed chunks, end time, whether timed) for a flow."""
-    untimed = (0.0, ((0.0, body),) if body else (), 0.0, False)
-    meta = flow.metadata.get(METADATA_KEY)
-    meta = meta if isinstance(meta, dict) else {}
-    packed = meta.get("timeline")
-    if packed is None:
-        notes.append("no chunk timeline (not recorded with ssemedic): the body goes out as one chunk, at once")
+    untimed = (0.0, ((body, 0.0),) if body else (), 0.0, False)
+    recorded = recording.read(flow)
+    if recorded.problem is not None:
+        notes.append(f"{recorded.problem}: the body goes out as one chunk, at once")
         return untimed
-    try:
-        chunks = unpack(packed).chunks(body)
-    except TimelineError as exc:
-        notes.append(f"chunk timeline ignored ({exc}): the body goes out as one chunk, at once")
-        return untimed
-    times = [t for _, t in chunks]
-    if not all(math.isfinite(t) for t in times):
-        notes.append("chunk timeline has unknown times: the body goes out as one chunk, at once")
-        return untimed
+    times = [t for _, t in recorded.chunks if t is not None]
     started = flow.request.timestamp_start
     if not isinstance(started, (int, float)):
         started = times[0] if times else 0.0
     head = flow.response.timestamp_start
     head = head if isinstance(head, (int, float)) else started
-    ended = meta.get("ended_at")
-    ended = ended if isinstance(ended, float) and math.isfinite(ended) else (times[-1] if times else head)
+    ended = recorded.ended_at if recorded.ended_at is not None else head
     # One pass over every moment keeps headers <= chunks <= end.
     at = offsets(started, [head, *times, ended])
-    timed = tuple((t, data) for t, (data, _) in zip(at[1:-1], chunks, strict=True) if data)
+    timed = tuple((data, t) for t, (data, _) in zip(at[1:-1], recorded.chunks, strict=True) if data)
     return at[0], timed, at[-1], True
 
 
@@ -385,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
             if framing == "none":
                 return None
             # wfile is unbuffered (wbufsize 0): each write is sent at once.
-            for at, data in rec.chunks:
+            for data, at in rec.chunks:
                 if not self._wait(started, at):
                     return self._cut(rec, sent)
                 self.wfile.write(chunk_frame(data) if framing == "chunked" else data)

@@ -15,10 +15,10 @@ from typing import Any
 from .decoding import DecodeError, StreamDecoder, supported
 from .diagnose import is_client_disconnect
 from .session import EventRecord, StreamSession, framing_for_content_type
-from .timeline import TimelineError, unpack
+from . import recording
+from .recording import METADATA_KEY
 
-#: flow.metadata key under which the addon keeps its per-flow data.
-METADATA_KEY = "ssemedic"
+__all__ = ["METADATA_KEY", "SourceError", "Stream", "load", "read_flows", "read_head", "sniff", "stream_from_flow"]
 
 _SSE_FIRST_LINE = re.compile(rb"^(?::|(?:data|event|id|retry)(?::|\r|\n|$))")
 _TNETSTRING_START = re.compile(rb"^\d{1,12}:")
@@ -206,26 +206,26 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
     chunks: list[tuple[bytes, float | None]] = [(body, None)] if body else []
     started_at: float | None = None
     closed_at: float | None = None
-    metadata = flow.metadata.get(METADATA_KEY)
-    packed = metadata.get("timeline") if isinstance(metadata, dict) else None
+    recorded = recording.read(flow)
     encoding = response.headers.get("content-encoding")
-    if packed is not None and (body is raw or supported(encoding)):
+    if recorded.cut_at is not None:
+        notes.append(f"recording cut after {recorded.cut_at} bytes: the stream went on, so its end is unknown")
+    if recorded.problem is not None:
+        notes.append(f"{recorded.problem}: timings unavailable")
+    elif body is raw or supported(encoding):
         try:
-            timed = list(unpack(packed).chunks(raw))
+            timed = recorded.chunks
             if body is not raw:
                 # Decode chunk by chunk, as the live addon does, so the timeline still applies.
                 decoder = StreamDecoder(encoding)
                 timed = [(decoder.feed(data), at) for data, at in timed]
-            chunks = list(timed)
+            chunks = timed
             started_at = request.timestamp_start
-            stored_end = metadata.get("ended_at") if isinstance(metadata, dict) else None
-            closed_at = stored_end if isinstance(stored_end, float) else (chunks[-1][1] if chunks else None)
-        except (TimelineError, DecodeError) as exc:
+            closed_at = recorded.ended_at
+        except DecodeError as exc:
             notes.append(f"chunk timeline ignored: {exc}")
-    elif packed is not None:
-        notes.append("chunk timeline not applied to a decoded body: timings unavailable")
     else:
-        notes.append("no chunk timeline in this flow: timings unavailable")
+        notes.append("chunk timeline not applied to a decoded body: timings unavailable")
     return Stream(
         label=label,
         body=body,
