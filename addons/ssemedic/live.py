@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from .decoding import DecodeError, StreamDecoder, supported
+from .decoding import DecodeError, StreamDecoder, problem, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
 from .inject import Injection, Injector
@@ -91,7 +91,7 @@ class LiveStream:
                 self._decoder = StreamDecoder(encoding)
             else:
                 self.inspecting = False
-                self.notes.append(f"content-encoding {encoding!r} cannot be decoded: stream passed through uninspected")
+                self.notes.append(f"{problem(encoding)}: stream passed through uninspected")
         self.recorder = Recorder()
         self.ended = False
         self.ended_at: float | None = None
