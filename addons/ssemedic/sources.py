@@ -198,16 +198,24 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
         notes.append("body was not stored (streamed without ssemedic): nothing to report")
         raw = b""
     body = raw
-    if response.headers.get("content-encoding"):
+    encoding = response.headers.get("content-encoding")
+    decoded: bytes | None = None
+    if encoding and supported(encoding):
+        # Our decoder, not mitmproxy's: it reads every gzip member and zstd
+        # frame, x-gzip, and a truncated body as far as it goes.
+        try:
+            decoded = StreamDecoder(encoding).feed(raw)
+        except DecodeError as exc:
+            notes.append(f"{exc}: body shown undecoded")
+    elif encoding:
         decoded = response.get_content(strict=False)
-        if decoded is not None and decoded != raw:
-            body = decoded
-            notes.append(f"body decoded from content-encoding {response.headers['content-encoding']}")
+    if decoded is not None and decoded != raw:
+        body = decoded
+        notes.append(f"body decoded from content-encoding {encoding}")
     chunks: list[tuple[bytes, float | None]] = [(body, None)] if body else []
     started_at: float | None = None
     closed_at: float | None = None
     recorded = recording.read(flow)
-    encoding = response.headers.get("content-encoding")
     if recorded.cut_at is not None:
         notes.append(f"recording cut after {recorded.cut_at} bytes: the stream went on, so its end is unknown")
     if recorded.problem is not None:
