@@ -1,6 +1,7 @@
 """ssemedic.decoding: every Content-Encoding decoded incrementally, whole, byte
 by byte and cut at every split point; bad data and unsupported encodings
-give one-line errors, a missing library a note and pass-through."""
+give one-line errors, a missing library a note and pass-through. Then the
+decoder where it is used: a live stream, and a saved flow read back."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import pytest
 from helpers import chunkings, sse_event
 from mitmproxy.test import taddons, tflow
 
+from ssemedic import recording
 from ssemedic.addon import Medic
 from ssemedic.decoding import DecodeError, StreamDecoder, problem, supported
+from ssemedic.sources import stream_from_flow
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -28,7 +31,10 @@ TEXTS = ["Привет, ", "мир! 🌍", " ok"]
 EVENTS = [
     sse_event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]})
     for t in TEXTS
-] + [b"data: [DONE]\n\n"]
+] + [
+    sse_event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    b"data: [DONE]\n\n",
+]
 BODY = b"".join(EVENTS)
 
 
@@ -208,3 +214,29 @@ def test_missing_library_passes_the_stream_through_with_a_note(medic: Any) -> No
     out = console.getvalue()
     assert "zstd needs" in out and "passed through uninspected" in out
     assert "Traceback" not in out
+
+
+def saved_flow(name: str, *, timed: bool) -> Any:
+    """A flow as ``-w`` saves it: the compressed body, with ssemedic's chunk
+    timeline or (as plain mitmdump saves it) without one."""
+    encoding, compress = COMPRESSORS[name]
+    pieces = compress(EVENTS)
+    f = live_flow(encoding)
+    f.response.raw_content = b"".join(pieces)
+    if timed:
+        recorder = recording.Recorder()
+        for i, piece in enumerate(pieces):
+            recorder.add(piece, f.request.timestamp_start + 0.1 * (i + 1))
+        recording.store(f, recorder.metadata(provider="openai-chat", ended_at=None, notes=[]))
+    return f
+
+
+@pytest.mark.parametrize("timed", [True, False], ids=["timed", "untimed"])
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_saved_flow_reads_back_decoded(name: str, timed: bool) -> None:
+    stream = stream_from_flow(saved_flow(name, timed=timed), "test")
+    assert stream is not None
+    assert stream.body == BODY
+    session, _ = stream.run()
+    assert session.summary()["text"] == "".join(TEXTS)
+    assert (stream.started_at is not None) == timed
