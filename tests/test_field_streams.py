@@ -37,6 +37,7 @@ class Expected:
     refusal: str | None = None
     errors: list[str] = field(default_factory=list)
     complete: bool = True
+    tokens: tuple[int | None, int | None] | None = None  # (input, output), checked when not None
 
 
 # -- reading the fixtures ---------------------------------------------------------
@@ -147,6 +148,7 @@ def gemini(raw: bytes, name: str) -> Expected:
 
 def ollama(body: bytes) -> Expected:
     text, finish, errors, calls = [], None, [], []
+    tokens = None
     for line in body.decode().splitlines():
         payload = json.loads(line)
         if "error" in payload:
@@ -157,7 +159,9 @@ def ollama(body: bytes) -> Expected:
         calls += [(c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls") or []]
         if payload.get("done") is True:
             finish = payload.get("done_reason") or "stop"
-    return Expected("".join(text), finish, calls, errors=errors, complete=finish is not None)
+            if "eval_count" in payload:
+                tokens = (payload.get("prompt_eval_count"), payload["eval_count"])
+    return Expected("".join(text), finish, calls, errors=errors, complete=finish is not None, tokens=tokens)
 
 
 def openai_responses(raw: bytes) -> Expected:
@@ -221,6 +225,7 @@ STREAMS = [
     _gemini("google-stream-tool-call-array-arguments-missing-terminal-function-call", VERTEX),
     Stream("ollama/docs-streaming.ndjson", "/api/generate", "ollama", _same, ollama),
     Stream("ollama/docs-errors-mid-stream.ndjson", "/api/generate", "ollama", _same, ollama),
+    Stream("ollama/docs-api-chat-stream-tools.ndjson", "/api/chat", "ollama", _same, ollama),
     Stream("ollama/ollama-python-chat-stream.ndjson", "/api/chat", "ollama", _same, ollama),
     Stream("ollama/ollama-python-generate-stream.ndjson", "/api/generate", "ollama", _same, ollama),
     *(
@@ -282,6 +287,9 @@ def test_field_stream(stream: Stream) -> None:
         if expected.refusal is not None:
             assert message.refusal == expected.refusal, name
         assert [e.message for e in message.errors] == expected.errors, name
+        if expected.tokens is not None:
+            assert message.usage is not None, name
+            assert (message.usage["input_tokens"], message.usage["output_tokens"]) == expected.tokens, name
         assert session.complete is expected.complete, name
         assert session.malformed_events == [], name
         if expected.complete and not expected.errors:
@@ -299,3 +307,13 @@ def test_every_field_file_is_in_the_manifest_and_the_sources() -> None:
     assert files == {s.file for s in STREAMS}
     sources = (FIELD / "SOURCES.md").read_text()
     assert [f for f in sorted(files) if f not in sources] == []
+
+
+@pytest.mark.parametrize("stream", [pytest.param(s, id=s.file) for s in STREAMS if s.provider == "ollama"])
+def test_ollama_field_stream_recognised_by_its_payload_alone(stream: Stream) -> None:
+    # Ollama is reached by many paths (proxies, /ollama/api/..., gateways):
+    # its lines must be recognised without one.
+    raw = (FIELD / stream.file).read_bytes()
+    session = run_session([stream.body(raw)])
+    assert (session.provider, session.framing) == ("ollama", "ndjson")
+    assert session.message.text == stream.expected(raw).text
