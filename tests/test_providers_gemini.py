@@ -228,3 +228,83 @@ def test_cut_inside_the_last_event_is_incomplete() -> None:
     assert session.message.text == "Привет! Как дела? 😊"
     assert [i["kind"] for i in session.summary()["issues"]] == ["incomplete-event"]
     assert not session.complete
+
+
+# Vertex with streamFunctionCallArguments: the shapes of vercel/ai's recorded
+# Vertex streams (packages/google/src/__fixtures__/google-stream-tool-call-
+# arguments.chunks.txt): name + willContinue, partialArgs pieces, then {}.
+def fc(**call: Any) -> dict[str, Any]:
+    return {"functionCall": call}
+
+
+def piece(path: str, goes_on: bool = False, **value: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"jsonPath": path, **value}
+    if goes_on:
+        entry["willContinue"] = True
+    return fc(partialArgs=[entry], willContinue=True)
+
+
+STREAMED_ARGS = [
+    [fc(name="get_weather", willContinue=True)],
+    [piece("$.city", True, stringValue="Моск")],
+    [piece("$.city", True, stringValue="ва")],
+    [piece("$.city", stringValue="")],
+    [piece("$.days", numberValue=3)],
+    [piece("$.hourly", boolValue=True), piece("$.units['temp']", stringValue="C")],
+    [piece("$.stops[1].name", stringValue="Тверь")],
+    [fc()],
+    [fc(name="get_time", willContinue=True)],
+    [fc(partialArgs=[{"jsonPath": "$.tz", "nullValue": "NULL_VALUE"}], name="get_time", willContinue=False)],
+]
+
+
+def streamed_stream(groups: list[list[dict[str, Any]]], finish: str | None = "STOP") -> bytes:
+    out = [chunk(parts, usage_metadata=usage(30)) for parts in groups[:-1]]
+    out.append(chunk(groups[-1], finish, usage_metadata=usage(30, 12)))
+    return b"".join(out)
+
+
+def test_streamed_function_call_arguments_are_assembled_into_one_call() -> None:
+    session = run_everywhere(streamed_stream(STREAMED_ARGS), path=PATH)
+    calls = session.message.tool_calls
+    assert [(k, c.name) for k, c in calls.items()] == [("0", "get_weather"), ("1", "get_time")]
+    assert json.loads(calls["0"].arguments) == {
+        "city": "Москва",
+        "days": 3,
+        "hourly": True,
+        "units": {"temp": "C"},
+        "stops": [None, {"name": "Тверь"}],
+    }
+    assert json.loads(calls["1"].arguments) == {"tz": None}
+    assert session.complete
+    assert [f.kind for f in session.faults if f.kind not in ("buffered-burst", "utf8-split", "event-split")] == []
+
+
+def test_finish_reason_closes_a_streamed_call_without_its_closing_piece() -> None:
+    groups = [[fc(name="lookup", willContinue=True)], [piece("$.q", True, stringValue="a")], [piece("$.q", True, stringValue="b")]]
+    calls = run_everywhere(streamed_stream(groups), path=PATH).message.tool_calls
+    assert [(c.name, json.loads(c.arguments)) for c in calls.values()] == [("lookup", {"q": "ab"})]
+
+
+def test_a_new_name_closes_the_open_streamed_call() -> None:
+    groups = [
+        [fc(name="first", willContinue=True)],
+        [piece("$.a", numberValue=1)],
+        [fc(name="second", willContinue=True)],
+        [fc(partialArgs=[{"jsonPath": "$.b", "numberValue": 2.5}])],
+    ]
+    calls = run_everywhere(streamed_stream(groups), path=PATH).message.tool_calls
+    assert [(c.name, json.loads(c.arguments)) for c in calls.values()] == [("first", {"a": 1}), ("second", {"b": 2.5})]
+
+
+def test_cut_inside_a_streamed_call_keeps_the_name_and_is_incomplete() -> None:
+    session = run_everywhere(streamed_stream(STREAMED_ARGS[:3], finish=None), path=PATH)
+    assert [(c.name, c.arguments) for c in session.message.tool_calls.values()] == [("get_weather", "")]
+    assert not session.complete
+
+
+def test_bad_json_path_is_malformed_and_stream_goes_on() -> None:
+    groups = [[fc(name="f", willContinue=True)], [piece("city", stringValue="x")], [piece("$.ok", boolValue=False)], [fc()]]
+    session = run_everywhere(streamed_stream(groups), path=PATH)
+    assert [m.kind for _, m in session.malformed_events] == ["unexpected-shape"]
+    assert json.loads(session.message.tool_calls["0"].arguments) == {"ok": False}

@@ -9,6 +9,7 @@ from typing import Any
 from helpers import chunkings, ndjson_line, run_session, summary_without_timing
 
 from ssemedic import providers
+from ssemedic.framing import ServerSentEvent
 
 CHAT = "/api/chat"
 GENERATE = "/api/generate"
@@ -219,3 +220,46 @@ def test_incomplete_when_cut_inside_the_done_line() -> None:
     session = run_session([data[:-30]], path=CHAT)
     assert not session.complete
     assert session.message.malformed == 1  # the cut line is dispatched at close and is not JSON
+
+
+# Lines as the ollama-python test suite streams them (tests/test_client.py,
+# test_client_chat_stream and test_client_generate_stream): json.dumps of
+# {"model", "message"} or {"model", "response"}, with no created_at and no done.
+BARE_CHAT = b"".join(
+    ndjson_line({"model": "dummy", "message": {"role": "assistant", "content": piece}}) for piece in ["I ", "don't ", "know."]
+)
+BARE_GENERATE = b"".join(ndjson_line({"model": "dummy", "response": piece}) for piece in ["Because ", "it ", "is."])
+
+
+def test_chat_lines_without_done_are_ollama_text() -> None:
+    for name, chunks in chunkings(BARE_CHAT):
+        session = run_session(chunks)
+        assert (session.provider, session.framing) == ("ollama", "ndjson"), name
+        assert session.message.text == "I don't know.", name
+        assert session.message.model == "dummy", name
+        assert not session.complete, name  # no done line: the stream did not end properly
+
+
+def test_generate_lines_without_done_are_ollama_text() -> None:
+    session = run_session([BARE_GENERATE])
+    assert session.provider == "ollama"
+    assert session.message.text == "Because it is."
+
+
+def test_bare_lines_then_done_with_reason_end_the_stream() -> None:
+    done = ndjson_line({"model": "dummy", "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"})
+    session = run_session([BARE_CHAT + done])
+    assert session.provider == "ollama"
+    assert session.message.text == "I don't know."
+    assert session.message.finish_reason == "stop"
+    assert session.complete
+
+
+def test_other_providers_payloads_are_not_taken_for_ollama() -> None:
+    match = providers.get("ollama").match_payload
+    event = ServerSentEvent(data="")
+    assert not match(event, {"model": "gpt-4o", "object": "chat.completion.chunk", "choices": [], "done": False})
+    assert not match(event, {"type": "message_start", "message": {"role": "assistant", "model": "claude"}})
+    assert not match(event, {"type": "response.created", "response": {"model": "gpt-4o"}})
+    assert not match(event, {"message": {"role": "assistant", "content": "x"}})  # no model
+    assert match(event, {"model": "dummy", "message": {"role": "assistant", "content": "x"}})

@@ -119,7 +119,21 @@ def _match_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
 
 
 def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
-    return isinstance(payload, dict) and {"model", "created_at", "done"} <= payload.keys()
+    # Ollama's own server sends ``created_at`` and ``done`` on every line, but
+    # clients accept lines without them (the ollama-python tests stream
+    # ``{"model", "message"}`` and ``{"model", "response"}`` only): a model
+    # name with a chat message, a generate response or a done flag is enough.
+    # Other providers' payloads carry no top-level ``model`` next to these.
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
+        return False
+    if "choices" in payload or "type" in payload:
+        return False  # an OpenAI chunk, or an event of a typed stream
+    message = payload.get("message")
+    return (
+        (isinstance(message, dict) and "role" in message)
+        or isinstance(payload.get("response"), str)
+        or isinstance(payload.get("done"), bool)
+    )
 
 
 PROVIDER = Provider(
