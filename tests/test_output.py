@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from helpers import sse_event
 
-from ssemedic import output
+from rich.console import Console
+
+from ssemedic import output, report
 from ssemedic.live import LiveStream
 from ssemedic.output import Reporter
 
@@ -34,15 +36,17 @@ class Loop:
             callback()
 
 
-def finish(reporter: Reporter, flow_id: str, error: str | None = None) -> None:
+def finish(reporter: Reporter, flow_id: str, error: str | None = None, body: bytes = BODY) -> LiveStream:
     stream = LiveStream(
         flow_id=flow_id, label=f"POST /v1/chat/completions {flow_id}", method="POST", path="/v1/chat/completions",
         request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
         started_at=0.0, sink=reporter, clock=lambda: 1.0,
     )
     stream.announce()
-    stream(BODY)
+    if body:
+        stream(body)
     stream.end(1.0, error=error)
+    return stream
 
 
 def reporter(loop: Loop, **options: Any) -> tuple[Reporter, io.StringIO]:
@@ -127,3 +131,26 @@ def test_a_panel_that_cannot_be_drawn_is_logged_and_the_next_one_still_is(
         loop.turn()
     assert "could not draw a summary panel" in caplog.text
     assert panels(console.getvalue()) == 1 and "completions bbbbbb" in console.getvalue()
+
+
+def finish_row(stream: LiveStream) -> str:
+    console = Console(file=io.StringIO(), width=200, no_color=True)
+    console.print(report.panel(stream.report()))
+    rows = [" ".join(line.strip("│ ").split()) for line in console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    [row] = [row for row in rows if row.startswith("finish ")]
+    return row
+
+
+def test_summary_of_an_empty_stream_says_empty_not_no_terminal_signal() -> None:
+    stream = finish(Reporter(level="off"), "aaaaaa", body=b"")
+    assert finish_row(stream) == "finish — · empty: the body was empty: not one event"
+
+
+def test_summary_of_done_without_finish_reason_says_what_arrived() -> None:
+    body = BODY.replace(b'"finish_reason": "stop"', b'"finish_reason": null')
+    stream = finish(Reporter(level="off"), "aaaaaa", body=body)
+    assert finish_row(stream) == "finish — · incomplete: data: [DONE] arrived, but no chunk carried a finish_reason"
+
+
+def test_summary_of_a_complete_stream_says_complete() -> None:
+    assert finish_row(finish(Reporter(level="off"), "aaaaaa")) == "finish stop · complete"

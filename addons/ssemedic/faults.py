@@ -104,10 +104,12 @@ CATALOGUE: dict[FaultKind, Entry] = {
     ),
     FaultKind.TRUNCATED: Entry(
         Severity.ERROR,
-        "the stream ended before the provider's terminal signal, or in the middle of an event",
+        "the stream ended before the signal that ends the provider's answer (a finish reason or "
+        "stop event), or in the middle of an event",
         "Something cut the stream: a proxy or load balancer timeout (nginx `proxy_read_timeout`, "
-        "idle timeouts), a crashed worker, or a client disconnect upstream. Raise the timeouts "
-        "for streaming routes and check the server's logs. `ssemedic_repair` (repair `done`) turns "
+        "idle timeouts), a crashed worker, a client disconnect upstream, or a router that drops the "
+        "provider's last chunk but still writes its own end marker. Raise the timeouts for streaming "
+        "routes and check the server's and router's logs. `ssemedic_repair` (repair `done`) turns "
         "a silent cut into an error event that clients show.",
     ),
     FaultKind.STALL: Entry(
@@ -186,9 +188,11 @@ CATALOGUE: dict[FaultKind, Entry] = {
     ),
     FaultKind.EMPTY_RESPONSE: Entry(
         Severity.WARNING,
-        "the stream completed with no text, reasoning or tool call",
-        "The model returned nothing: check the request (max tokens, stop sequences, content "
-        "filters) and whether the answer hides in another field.",
+        "the stream carried no text, reasoning or tool call",
+        "If it ended normally, the model returned nothing: check the request (max tokens, stop "
+        "sequences, content filters) and whether the answer hides in another field. If no event "
+        "came at all (an empty body, or only keep-alives), the server or a router answered 200 "
+        "without streaming: check its logs for an error it swallowed.",
     ),
 }
 
