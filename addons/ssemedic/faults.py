@@ -148,7 +148,9 @@ CATALOGUE: dict[FaultKind, Entry] = {
         Severity.WARNING,
         "an event stream or NDJSON body is served under another Content-Type",
         "Serve SSE as `text/event-stream` and NDJSON as `application/x-ndjson`; clients and "
-        "proxies decide how to handle the body by this header.",
+        "proxies decide how to handle the body by this header (httpx-sse refuses anything else). "
+        "`ssemedic_repair` (repair `headers`) relabels a stream served as text/plain, "
+        "application/octet-stream or with no Content-Type.",
     ),
     FaultKind.TEXT_IN_TOOL_CALL: Entry(
         Severity.WARNING,
