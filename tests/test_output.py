@@ -4,6 +4,7 @@ stream's last line, one per loop turn, and none is lost on close."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -154,3 +155,63 @@ def test_summary_of_done_without_finish_reason_says_what_arrived() -> None:
 
 def test_summary_of_a_complete_stream_says_complete() -> None:
     assert finish_row(finish(Reporter(level="off"), "aaaaaa")) == "finish stop · complete"
+
+
+# -- quiet faults: noted once per stream, not shouted -------------------------------------
+
+
+def live_log(chunks: list[bytes], *, color: bool = False, jsonl: io.StringIO | None = None) -> str:
+    console = io.StringIO()
+    out = Reporter(level="events", console=console, color=color, jsonl=jsonl)
+    stream = LiveStream(
+        flow_id="aaaaaa", label="POST /v1/chat/completions", method="POST", path="/v1/chat/completions",
+        request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
+        started_at=0.0, sink=out, clock=lambda: 1.0,
+    )
+    stream.announce()
+    for chunk in chunks:
+        stream(chunk)
+    stream.end(1.0)
+    return console.getvalue()
+
+
+def split_in_a_character(body: bytes) -> list[bytes]:
+    cut = body.index("Привет".encode()) + 1  # inside the П, inside the data: line
+    return [body[:cut], body[cut:]]
+
+
+QUIET_KINDS = "missing-no-transform, missing-accel-buffering, utf8-split, event-split"  # in order found
+
+
+def test_faults_normal_on_real_servers_get_one_note_line_at_the_end_not_fault_blocks() -> None:
+    jsonl = io.StringIO()
+    log = live_log(split_in_a_character(BODY), jsonl=jsonl)
+    assert "FAULT" not in log and "fix:" not in log
+    notes = [line for line in log.splitlines() if "note:" in line]
+    assert notes == [f"[aaaaaa] note: {QUIET_KINDS} (normal on real servers; harmless to robust clients)"]
+    assert log.index("#1 ") < log.index("note:") < log.index("completed:")
+    # still recorded, with their severity
+    faults = [json.loads(line) for line in jsonl.getvalue().splitlines() if '"type": "fault"' in line]
+    assert [(f["kind"], f["severity"]) for f in faults] == [
+        ("missing-no-transform", "info"), ("missing-accel-buffering", "info"),
+        ("utf8-split", "warning"), ("event-split", "warning")]
+    summary = json.loads(jsonl.getvalue().splitlines()[-1])
+    assert [f["kind"] for f in summary["faults"]] == [f["kind"] for f in faults]
+
+
+def test_faults_that_hurt_clients_stay_loud_next_to_the_note() -> None:
+    error = sse_event({"error": {"message": "upstream reset", "type": "server_error"}})
+    log = live_log(split_in_a_character(BODY.removesuffix(b"data: [DONE]\n\n") + error))
+    assert "FAULT error-in-stream (event #1): upstream reset" in log
+    assert "FAULT missing-done" not in log  # an error ended it: no [DONE] is right
+    assert log.count("  fix: ") == 1
+    assert log.count("note: ") == 1
+
+
+def test_faults_are_coloured_by_severity() -> None:
+    error = sse_event({"error": {"message": "upstream reset", "type": "server_error"}})
+    log = live_log([BODY.removesuffix(b"data: [DONE]\n\n"), error, b"data: [DONE]\n\n"], color=True)
+    assert "\x1b[1;31mFAULT error-in-stream" in log and "\x1b[1;31mFAULT done-after-error" in log
+    warned = live_log([BODY.removesuffix(b"data: [DONE]\n\n")], color=True)
+    assert "\x1b[33mFAULT missing-done" in warned
+    assert "\x1b[2mnote: missing-no-transform, missing-accel-buffering (" in warned

@@ -198,6 +198,17 @@ CATALOGUE: dict[FaultKind, Entry] = {
     ),
 }
 
+#: Kinds that are normal on real servers and harmless to robust clients: chunks
+#: cut inside a character or an event (TCP does that), and every INFO kind.
+#: They are recorded like any other fault, with their severity (JSONL, report,
+#: summary panel), but the live log does not shout about them: instead of a
+#: ``FAULT`` line and a ``fix:`` line each, a stream gets one dim note line
+#: naming them all, at its end. Errors and warnings that hurt clients stay loud.
+QUIET: frozenset[FaultKind] = frozenset(
+    {FaultKind.UTF8_SPLIT, FaultKind.EVENT_SPLIT}
+    | {kind for kind, entry in CATALOGUE.items() if entry.severity == Severity.INFO}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Fault:
@@ -212,6 +223,11 @@ class Fault:
     @property
     def severity(self) -> Severity:
         return CATALOGUE[self.kind].severity
+
+    @property
+    def quiet(self) -> bool:
+        """Whether the live log only notes it (see QUIET)."""
+        return self.kind in QUIET
 
     @property
     def message(self) -> str:

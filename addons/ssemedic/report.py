@@ -81,7 +81,7 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
         kind = f"[{error['type']}] " if error.get("type") else ""
         row("error", f"{kind}{error['message']}", "bold red")
     for fault in report["faults"]:
-        style = {"error": "bold red", "warning": "yellow"}.get(fault["severity"], "")
+        style = {"error": "bold red", "warning": "yellow", "info": "dim"}.get(fault["severity"], "")
         times = f" ×{fault['count']}" if fault.get("count", 1) > 1 else ""
         detail = f" ({fault['detail']})" if fault["detail"] else ""
         row("fault", f"{fault['kind']}{times}: {fault['message']}{detail}", style)
