@@ -109,8 +109,9 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "Something cut the stream: a proxy or load balancer timeout (nginx `proxy_read_timeout`, "
         "idle timeouts), a crashed worker, a client disconnect upstream, or a router that drops the "
         "provider's last chunk but still writes its own end marker. Raise the timeouts for streaming "
-        "routes and check the server's and router's logs. `ssemedic_repair` (repair `done`) turns "
-        "a silent cut into an error event that clients show.",
+        "routes and check the server's and router's logs. `ssemedic_repair` (repair `done`) ends "
+        "a stream that closed cleanly without any end marker with an error event that clients show "
+        "(a [DONE] that came without any finish_reason is passed on as it is).",
     ),
     FaultKind.STALL: Entry(
         Severity.WARNING,
@@ -124,7 +125,7 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "the event stream is compressed (Content-Encoding), which makes proxies buffer it",
         "Disable compression for text/event-stream: nginx `gzip off` for the location, "
         "GZipMiddleware exclusions, or send `Cache-Control: no-transform`. `ssemedic_repair` "
-        "(repair `decompress`) forwards it uncompressed.",
+        "(repair `decompress`) forwards gzip, deflate, br and zstd streams uncompressed.",
     ),
     FaultKind.CONTENT_LENGTH_ON_STREAM: Entry(
         Severity.WARNING,
