@@ -271,10 +271,12 @@ def healthy_clean(call: Call) -> Reply:
 
 
 def error_then_done(call: Call) -> Reply:
-    """some text, then data: {"error": ...} in the 200 stream, then [DONE] anyway"""
+    """some text, then data: {"error": ...} in the 200 stream, then [DONE] anyway, in the same write"""
     if not call.stream:
         return json_reply(502, {"error": ERROR_OBJECT}, call.delay)
-    events = [*chat_opening(call.model, ERROR_THEN_DONE_TEXT), sse({"error": ERROR_OBJECT}), DONE]
+    # One write for both, as routers that catch the error write them: a
+    # client that gives up at the error has the [DONE] in flight already.
+    events = [*chat_opening(call.model, ERROR_THEN_DONE_TEXT), sse({"error": ERROR_OBJECT}) + DONE]
     return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
 
 

@@ -315,3 +315,49 @@ def test_injection_drops_content_length_because_it_changes_the_body(medic: Any) 
     sent = stream_through(addon, f, [BODY])
     assert "content-length" not in f.response.headers
     assert b"".join(sent) == BODY.replace(b"data: [DONE]\n\n", b"")
+
+
+@pytest.mark.parametrize("declared", ["text/plain; charset=utf-8", "application/octet-stream", None])
+def test_headers_repair_labels_an_untyped_stream_as_an_event_stream(medic: Any, declared: str | None) -> None:
+    addon, console, tctx = medic
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs="headers")
+    f = llm_flow("text/plain" if declared is None else declared)
+    if declared is None:
+        del f.response.headers["content-type"]
+    chunks = cut(BODY, 7)
+    assert stream_through(addon, f, chunks) == chunks  # headers only: the body is untouched
+    assert f.response.headers["content-type"] == "text/event-stream"
+    repairs = f.metadata["ssemedic"]["header_repairs"]
+    assert repairs[0] == f"Content-Type: text/event-stream (was {declared or 'missing'})"
+    assert "X-Accel-Buffering: no" in repairs
+    assert "wrong-content-type" in console.getvalue()  # the diagnosis still sees what the upstream sent
+
+
+def test_headers_repair_labels_an_untyped_ollama_stream_as_ndjson(medic: Any) -> None:
+    addon, _, tctx = medic
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs="headers")
+    body = b'{"model":"llama3","message":{"role":"assistant","content":"hi"},"done":false}\n' \
+           b'{"model":"llama3","message":{"role":"assistant","content":""},"done":true}\n'
+    f = llm_flow("text/plain", path="/api/chat", request=b'{"model": "llama3"}')
+    assert b"".join(stream_through(addon, f, [body])) == body
+    assert f.response.headers["content-type"] == "application/x-ndjson"
+
+
+@pytest.mark.parametrize("content_type, status", [("application/json", 200), ("text/plain", 502)])
+def test_headers_repair_leaves_typed_or_failed_answers_their_content_type(
+    medic: Any, content_type: str, status: int,
+) -> None:
+    addon, _, tctx = medic
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs="headers")
+    f = llm_flow(content_type)
+    f.response.status_code = status
+    addon.responseheaders(f)
+    assert f.response.headers["content-type"] == content_type
+
+
+def test_without_the_headers_repair_an_untyped_stream_keeps_its_content_type(medic: Any) -> None:
+    addon, _, tctx = medic
+    tctx.configure(addon, ssemedic_repair="true", ssemedic_repairs="reframe")
+    f = llm_flow("text/plain")
+    addon.responseheaders(f)
+    assert f.response.headers["content-type"] == "text/plain"

@@ -833,6 +833,48 @@ def test_client_hanging_up_mid_tool_call_is_not_invalid_tool_arguments() -> None
     assert kinds(session) == []
 
 
+
+# -- empty streams and end markers without the answer's end ---------------------------------
+
+
+@pytest.mark.parametrize("name", list(PROVIDERS))
+def test_empty_200_stream_is_an_empty_response_not_truncated(name: str) -> None:
+    provider = PROVIDERS[name]
+    session = untimed(provider.path, b"", content_type=provider.content_type)
+    fault = the(session, FaultKind.EMPTY_RESPONSE)
+    assert fault.detail == "the body was empty: not one event"
+    assert kinds(session) == ["empty-response"]
+
+
+def test_stream_of_only_comments_is_an_empty_response() -> None:
+    data = b": ping\n\n" * 3
+    session = live(CHAT_PATH, [data[:8], data[8:]])
+    assert kinds(session) == ["empty-response"]
+    assert the(session, FaultKind.EMPTY_RESPONSE).detail == f"{len(data)} bytes of comments or blank lines (keep-alives), not one event"
+
+
+def test_anthropic_stream_of_only_pings_is_an_empty_response() -> None:
+    ping = anthropic({"type": "ping"})
+    session = untimed(ANTHROPIC_PATH, ping * 2)
+    assert kinds(session) == ["empty-response"]
+    assert the(session, FaultKind.EMPTY_RESPONSE).detail == "2 events, none with a payload (keep-alive pings)"
+
+
+def test_empty_body_on_a_broken_connection_is_still_truncated() -> None:
+    session = session_for(CHAT_PATH)
+    session.close(0.5, clean=False)
+    assert kinds(session) == ["truncated"]
+
+
+def test_done_without_any_finish_reason_says_what_came_and_what_did_not() -> None:
+    events = chat_events()
+    del events[-3]  # the chunk with finish_reason: a router dropped it, then wrote [DONE]
+    session = untimed(CHAT_PATH, b"".join(events))
+    fault = the(session, FaultKind.TRUNCATED)
+    assert fault.detail == "data: [DONE] arrived, but no chunk carried a finish_reason"
+    assert session.message.text == REPLY and kinds(session) == ["truncated"]
+
+
 # -- no false positives --------------------------------------------------------------------
 
 

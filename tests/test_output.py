@@ -4,6 +4,7 @@ stream's last line, one per loop turn, and none is lost on close."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import pytest
 from helpers import sse_event
 
-from ssemedic import output
+from rich.console import Console
+
+from ssemedic import output, report
 from ssemedic.live import LiveStream
 from ssemedic.output import Reporter
 
@@ -34,15 +37,17 @@ class Loop:
             callback()
 
 
-def finish(reporter: Reporter, flow_id: str, error: str | None = None) -> None:
+def finish(reporter: Reporter, flow_id: str, error: str | None = None, body: bytes = BODY) -> LiveStream:
     stream = LiveStream(
         flow_id=flow_id, label=f"POST /v1/chat/completions {flow_id}", method="POST", path="/v1/chat/completions",
         request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
         started_at=0.0, sink=reporter, clock=lambda: 1.0,
     )
     stream.announce()
-    stream(BODY)
+    if body:
+        stream(body)
     stream.end(1.0, error=error)
+    return stream
 
 
 def reporter(loop: Loop, **options: Any) -> tuple[Reporter, io.StringIO]:
@@ -127,3 +132,86 @@ def test_a_panel_that_cannot_be_drawn_is_logged_and_the_next_one_still_is(
         loop.turn()
     assert "could not draw a summary panel" in caplog.text
     assert panels(console.getvalue()) == 1 and "completions bbbbbb" in console.getvalue()
+
+
+def finish_row(stream: LiveStream) -> str:
+    console = Console(file=io.StringIO(), width=200, no_color=True)
+    console.print(report.panel(stream.report()))
+    rows = [" ".join(line.strip("│ ").split()) for line in console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    [row] = [row for row in rows if row.startswith("finish ")]
+    return row
+
+
+def test_summary_of_an_empty_stream_says_empty_not_no_terminal_signal() -> None:
+    stream = finish(Reporter(level="off"), "aaaaaa", body=b"")
+    assert finish_row(stream) == "finish — · empty: the body was empty: not one event"
+
+
+def test_summary_of_done_without_finish_reason_says_what_arrived() -> None:
+    body = BODY.replace(b'"finish_reason": "stop"', b'"finish_reason": null')
+    stream = finish(Reporter(level="off"), "aaaaaa", body=body)
+    assert finish_row(stream) == "finish — · incomplete: data: [DONE] arrived, but no chunk carried a finish_reason"
+
+
+def test_summary_of_a_complete_stream_says_complete() -> None:
+    assert finish_row(finish(Reporter(level="off"), "aaaaaa")) == "finish stop · complete"
+
+
+# -- quiet faults: noted once per stream, not shouted -------------------------------------
+
+
+def live_log(chunks: list[bytes], *, color: bool = False, jsonl: io.StringIO | None = None) -> str:
+    console = io.StringIO()
+    out = Reporter(level="events", console=console, color=color, jsonl=jsonl)
+    stream = LiveStream(
+        flow_id="aaaaaa", label="POST /v1/chat/completions", method="POST", path="/v1/chat/completions",
+        request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
+        started_at=0.0, sink=out, clock=lambda: 1.0,
+    )
+    stream.announce()
+    for chunk in chunks:
+        stream(chunk)
+    stream.end(1.0)
+    return console.getvalue()
+
+
+def split_in_a_character(body: bytes) -> list[bytes]:
+    cut = body.index("Привет".encode()) + 1  # inside the П, inside the data: line
+    return [body[:cut], body[cut:]]
+
+
+QUIET_KINDS = "missing-no-transform, missing-accel-buffering, utf8-split, event-split"  # in order found
+
+
+def test_faults_normal_on_real_servers_get_one_note_line_at_the_end_not_fault_blocks() -> None:
+    jsonl = io.StringIO()
+    log = live_log(split_in_a_character(BODY), jsonl=jsonl)
+    assert "FAULT" not in log and "fix:" not in log
+    notes = [line for line in log.splitlines() if "note:" in line]
+    assert notes == [f"[aaaaaa] note: {QUIET_KINDS} (normal on real servers; harmless to robust clients)"]
+    assert log.index("#1 ") < log.index("note:") < log.index("completed:")
+    # still recorded, with their severity
+    faults = [json.loads(line) for line in jsonl.getvalue().splitlines() if '"type": "fault"' in line]
+    assert [(f["kind"], f["severity"]) for f in faults] == [
+        ("missing-no-transform", "info"), ("missing-accel-buffering", "info"),
+        ("utf8-split", "warning"), ("event-split", "warning")]
+    summary = json.loads(jsonl.getvalue().splitlines()[-1])
+    assert [f["kind"] for f in summary["faults"]] == [f["kind"] for f in faults]
+
+
+def test_faults_that_hurt_clients_stay_loud_next_to_the_note() -> None:
+    error = sse_event({"error": {"message": "upstream reset", "type": "server_error"}})
+    log = live_log(split_in_a_character(BODY.removesuffix(b"data: [DONE]\n\n") + error))
+    assert "FAULT error-in-stream (event #1): upstream reset" in log
+    assert "FAULT missing-done" not in log  # an error ended it: no [DONE] is right
+    assert log.count("  fix: ") == 1
+    assert log.count("note: ") == 1
+
+
+def test_faults_are_coloured_by_severity() -> None:
+    error = sse_event({"error": {"message": "upstream reset", "type": "server_error"}})
+    log = live_log([BODY.removesuffix(b"data: [DONE]\n\n"), error, b"data: [DONE]\n\n"], color=True)
+    assert "\x1b[1;31mFAULT error-in-stream" in log and "\x1b[1;31mFAULT done-after-error" in log
+    warned = live_log([BODY.removesuffix(b"data: [DONE]\n\n")], color=True)
+    assert "\x1b[33mFAULT missing-done" in warned
+    assert "\x1b[2mnote: missing-no-transform, missing-accel-buffering (" in warned

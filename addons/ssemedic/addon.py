@@ -18,6 +18,7 @@ from .live import LiveStream
 from .output import LOG_LEVELS, Reporter
 from .decoding import supported
 from .diagnose import DEFAULT_STALL_SECONDS
+from . import providers
 from .providers import detect_from_request
 from .redact import redact_flow, redact_url
 from .inject import Injection, parse_injections
@@ -236,6 +237,16 @@ class Medic:
         if repairs & (BODY_REPAIRS | {Repair.DECOMPRESS, Repair.HEADERS}) and "content-length" in headers:
             headers.pop("content-length")
             changed.append("Content-Length removed")
+        if Repair.HEADERS in repairs and mode == "sniff" and 200 <= f.response.status_code < 300:
+            declared = headers.get("content-type", "")
+            if declared.split(";", 1)[0].strip().lower() in UNTYPED_CONTENT_TYPES:
+                # The request asked for a stream (or went to a known provider's
+                # streaming route): clients such as httpx-sse refuse such a body
+                # unless it is labelled as what its provider frames it as.
+                implied = _implied_content_type(f.request)
+                headers["content-type"] = implied
+                changed.append(f"Content-Type: {implied} (was {declared or 'missing'})")
+                mode = "stream"
         if Repair.HEADERS in repairs and mode == "stream":
             if "no-transform" not in headers.get("cache-control", ""):
                 headers["cache-control"] = "no-cache, no-transform"
@@ -363,6 +374,18 @@ def _stall(value: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise exceptions.OptionsError(f"ssemedic_stall: {value!r} is not a number of seconds > 0")
     return seconds
+
+
+#: Content-Types that say nothing about a body (or are a server's fallback),
+#: which the ``headers`` repair relabels on a response the request made a stream.
+UNTYPED_CONTENT_TYPES = frozenset({"", "text/plain", "application/octet-stream"})
+
+
+def _implied_content_type(request: http.Request) -> str:
+    """The Content-Type the framing of the request's provider implies (SSE unless known otherwise)."""
+    name = detect_from_request(request.method, request.path, request.headers)
+    framing = providers.get(name).framing if name is not None else "sse"
+    return "application/x-ndjson" if framing == "ndjson" else "text/event-stream"
 
 
 def _asked_for_stream(request: http.Request) -> bool:

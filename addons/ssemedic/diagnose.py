@@ -73,6 +73,7 @@ class Diagnoser:
         self._last_event_time: float | None = None
         self._token_times: list[float] = []
         self._issues_seen = 0
+        self._payload_seen = False  # whether any event carried a part (not only pings)
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
             offset: int | None = None) -> None:
@@ -114,6 +115,8 @@ class Diagnoser:
 
     def event(self, session: StreamSession, record: EventRecord) -> None:
         tokens = False
+        if record.parts:
+            self._payload_seen = True
         for part in record.parts:
             if isinstance(part, TOKEN_PARTS):
                 tokens = True
@@ -146,15 +149,17 @@ class Diagnoser:
         known = session.provider != GENERIC
         if not clean and known and session.complete and not incomplete:
             clean = True  # the connection broke only after the stream had ended
+        empty = None if client_gone or not clean or incomplete else self._emptiness(session, known)
         if client_gone:
             pass
         elif not clean:
             self.add(FaultKind.TRUNCATED, "the connection broke before the stream ended", offset=session.bytes)
         elif incomplete:
             self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=session.bytes)
+        elif empty is not None:
+            self.add(FaultKind.EMPTY_RESPONSE, empty, offset=session.bytes)
         elif known and not session.complete and not message.errors:
-            self.add(FaultKind.TRUNCATED, f"the {session.provider} stream ended without its terminal signal",
-                     offset=session.bytes)
+            self.add(FaultKind.TRUNCATED, _unfinished(session), offset=session.bytes)
         if (session.provider == "openai-chat" and clean and not client_gone and session.complete
                 and "[DONE]" not in message.markers and not message.errors):
             self.add(FaultKind.MISSING_DONE, "", offset=session.bytes)
@@ -166,7 +171,8 @@ class Diagnoser:
             self.add(FaultKind.TEXT_IN_TOOL_CALL, "reply text arrived via " + ", ".join(message.text_via))
         if (known and clean and session.complete and not message.errors and not message.text
                 and not message.reasoning and not message.tool_calls and not message.refusal):
-            self.add(FaultKind.EMPTY_RESPONSE)
+            ending = f"finish_reason {message.finish_reason}" if message.finish_reason else "its terminal signal"
+            self.add(FaultKind.EMPTY_RESPONSE, f"the stream ended normally ({ending}) with nothing in it")
         # Only events that carry tokens count: a short answer's envelope
         # (start, stop, usage events) legitimately shares a read or two.
         arrivals = len(set(self._token_times))
@@ -175,6 +181,17 @@ class Diagnoser:
                      f"{arrivals} burst{'s' * (arrivals > 1)}")
 
     # -- helpers ------------------------------------------------------------------
+
+    def _emptiness(self, session: StreamSession, known: bool) -> str | None:
+        """Why a cleanly ended stream is empty (no event with a payload), or None.
+        Such a stream is no cut answer but no answer at all: nothing was sent."""
+        if session.event_count and (self._payload_seen or not known):
+            return None
+        if not session.bytes:
+            return "the body was empty: not one event"
+        if not session.event_count:
+            return f"{session.bytes:,} bytes of comments or blank lines (keep-alives), not one event"
+        return f"{session.event_count} event{'s' * (session.event_count > 1)}, none with a payload (keep-alive pings)"
 
     def _issues(self, session: StreamSession) -> None:
         issues: list[ParseIssue] = session.issues
@@ -195,3 +212,15 @@ class Diagnoser:
             self.add(FaultKind.CR_LINE_ENDINGS, f"{endings['cr']} lines end with a bare CR")
         if len(used) > 1:
             self.add(FaultKind.MIXED_LINE_ENDINGS, ", ".join(f"{n} {kind.upper()}" for kind, n in endings.items() if n))
+
+
+def _unfinished(session: StreamSession) -> str:
+    """What a known provider's stream that ended cleanly but incomplete did and
+    did not send: an end marker may have come without the signal that ends
+    the answer (OpenAI's ``[DONE]`` without any ``finish_reason``)."""
+    markers = session.message.markers
+    if session.provider == "openai-chat" and "[DONE]" in markers:
+        return "data: [DONE] arrived, but no chunk carried a finish_reason"
+    if markers:
+        return f"{markers[-1]} arrived, but not the {session.provider} stream's terminal signal"
+    return f"the {session.provider} stream ended without its terminal signal"

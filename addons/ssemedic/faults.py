@@ -104,11 +104,14 @@ CATALOGUE: dict[FaultKind, Entry] = {
     ),
     FaultKind.TRUNCATED: Entry(
         Severity.ERROR,
-        "the stream ended before the provider's terminal signal, or in the middle of an event",
+        "the stream ended before the signal that ends the provider's answer (a finish reason or "
+        "stop event), or in the middle of an event",
         "Something cut the stream: a proxy or load balancer timeout (nginx `proxy_read_timeout`, "
-        "idle timeouts), a crashed worker, or a client disconnect upstream. Raise the timeouts "
-        "for streaming routes and check the server's logs. `ssemedic_repair` (repair `done`) turns "
-        "a silent cut into an error event that clients show.",
+        "idle timeouts), a crashed worker, a client disconnect upstream, or a router that drops the "
+        "provider's last chunk but still writes its own end marker. Raise the timeouts for streaming "
+        "routes and check the server's and router's logs. `ssemedic_repair` (repair `done`) ends "
+        "a stream that closed cleanly without any end marker with an error event that clients show "
+        "(a [DONE] that came without any finish_reason is passed on as it is).",
     ),
     FaultKind.STALL: Entry(
         Severity.WARNING,
@@ -122,7 +125,7 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "the event stream is compressed (Content-Encoding), which makes proxies buffer it",
         "Disable compression for text/event-stream: nginx `gzip off` for the location, "
         "GZipMiddleware exclusions, or send `Cache-Control: no-transform`. `ssemedic_repair` "
-        "(repair `decompress`) forwards it uncompressed.",
+        "(repair `decompress`) forwards gzip, deflate, br and zstd streams uncompressed.",
     ),
     FaultKind.CONTENT_LENGTH_ON_STREAM: Entry(
         Severity.WARNING,
@@ -146,7 +149,9 @@ CATALOGUE: dict[FaultKind, Entry] = {
         Severity.WARNING,
         "an event stream or NDJSON body is served under another Content-Type",
         "Serve SSE as `text/event-stream` and NDJSON as `application/x-ndjson`; clients and "
-        "proxies decide how to handle the body by this header.",
+        "proxies decide how to handle the body by this header (httpx-sse refuses anything else). "
+        "`ssemedic_repair` (repair `headers`) relabels a stream served as text/plain, "
+        "application/octet-stream or with no Content-Type.",
     ),
     FaultKind.TEXT_IN_TOOL_CALL: Entry(
         Severity.WARNING,
@@ -186,11 +191,24 @@ CATALOGUE: dict[FaultKind, Entry] = {
     ),
     FaultKind.EMPTY_RESPONSE: Entry(
         Severity.WARNING,
-        "the stream completed with no text, reasoning or tool call",
-        "The model returned nothing: check the request (max tokens, stop sequences, content "
-        "filters) and whether the answer hides in another field.",
+        "the stream carried no text, reasoning or tool call",
+        "If it ended normally, the model returned nothing: check the request (max tokens, stop "
+        "sequences, content filters) and whether the answer hides in another field. If no event "
+        "came at all (an empty body, or only keep-alives), the server or a router answered 200 "
+        "without streaming: check its logs for an error it swallowed.",
     ),
 }
+
+#: Kinds that are normal on real servers and harmless to robust clients: chunks
+#: cut inside a character or an event (TCP does that), and every INFO kind.
+#: They are recorded like any other fault, with their severity (JSONL, report,
+#: summary panel), but the live log does not shout about them: instead of a
+#: ``FAULT`` line and a ``fix:`` line each, a stream gets one dim note line
+#: naming them all, at its end. Errors and warnings that hurt clients stay loud.
+QUIET: frozenset[FaultKind] = frozenset(
+    {FaultKind.UTF8_SPLIT, FaultKind.EVENT_SPLIT}
+    | {kind for kind, entry in CATALOGUE.items() if entry.severity == Severity.INFO}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +224,11 @@ class Fault:
     @property
     def severity(self) -> Severity:
         return CATALOGUE[self.kind].severity
+
+    @property
+    def quiet(self) -> bool:
+        """Whether the live log only notes it (see QUIET)."""
+        return self.kind in QUIET
 
     @property
     def message(self) -> str:

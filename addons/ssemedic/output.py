@@ -29,7 +29,12 @@ logger = logging.getLogger("ssemedic")
 
 LOG_LEVELS = ("events", "summary", "off")
 
-_COLORS = {"dim": "2", "cyan": "36", "green": "32", "yellow": "33", "red": "31", "bold": "1", "magenta": "35"}
+_COLORS = {"dim": "2", "cyan": "36", "green": "32", "yellow": "33", "red": "31", "bold": "1", "magenta": "35",
+           "bold red": "1;31"}
+#: How a fault's severity is painted (rich style names, as in the panel).
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
+#: What the note line for a stream's quiet faults says about them (faults.QUIET).
+QUIET_NOTE = "normal on real servers; harmless to robust clients"
 
 
 class Reporter:
@@ -114,6 +119,9 @@ class Reporter:
         if self.redact:
             report = redact_data(report)
         timing = report["timing"]
+        quiet = [str(f.kind) for f in stream.session.faults if f.quiet]
+        if quiet:
+            self._line(stream, "dim", f"note: {', '.join(quiet)} ({QUIET_NOTE})")
         if error is None:
             self._line(stream, "green", f"completed: {timing['events']} events, {timing['bytes']:,} bytes")
         else:
@@ -131,12 +139,15 @@ class Reporter:
             self._write_json({"type": "summary", "flow": stream.flow_id, **report})
 
     def fault(self, stream: LiveStream, fault: Fault) -> None:
-        where = f" (event #{fault.event_index})" if fault.event_index is not None else ""
-        detail = f": {clip(fault.detail, self.max_text)}" if fault.detail else ""
-        style = {"error": "red", "warning": "yellow"}.get(str(fault.severity), "dim")
-        self._line(stream, style, f"FAULT {fault.kind}{where}{detail} — {fault.message}")
-        if self.level == "events":
-            self._line(stream, "dim", f"  fix: {fault.hint}")
+        # A quiet fault (faults.QUIET) gets no block of its own: finished()
+        # names the stream's quiet faults in one note line.
+        if not fault.quiet:
+            where = f" (event #{fault.event_index})" if fault.event_index is not None else ""
+            detail = f": {clip(fault.detail, self.max_text)}" if fault.detail else ""
+            style = SEVERITY_STYLES[str(fault.severity)]
+            self._line(stream, style, f"FAULT {fault.kind}{where}{detail} — {fault.message}")
+            if self.level == "events":
+                self._line(stream, "dim", f"  fix: {fault.hint}")
         if self.jsonl is not None:
             self._write_json({"type": "fault", "flow": stream.flow_id, **fault.to_dict()})
 

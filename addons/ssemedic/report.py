@@ -64,8 +64,7 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
     row("size", f"{report['events']} events · {timing['bytes']:,} bytes · {chunks}")
     row("timing", _timing_line(timing))
     ending = report["finish_reason"] or "—"
-    row("finish", f"{ending} · {'complete' if report['complete'] else 'no terminal signal'}",
-        "" if report["complete"] else "yellow")
+    row("finish", f"{ending} · {_end_state(report)}", "" if report["complete"] else "yellow")
     if report["usage"]:
         row("usage", json.dumps(report["usage"], ensure_ascii=False))
     if report["reasoning"]:
@@ -82,7 +81,7 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
         kind = f"[{error['type']}] " if error.get("type") else ""
         row("error", f"{kind}{error['message']}", "bold red")
     for fault in report["faults"]:
-        style = {"error": "bold red", "warning": "yellow"}.get(fault["severity"], "")
+        style = {"error": "bold red", "warning": "yellow", "info": "dim"}.get(fault["severity"], "")
         times = f" ×{fault['count']}" if fault.get("count", 1) > 1 else ""
         detail = f" ({fault['detail']})" if fault["detail"] else ""
         row("fault", f"{fault['kind']}{times}: {fault['message']}{detail}", style)
@@ -92,6 +91,20 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
     for note in report["notes"]:
         row("note", note, "dim")
     return out
+
+
+def _end_state(report: dict[str, Any]) -> str:
+    """How the stream ended, in the words of the fault that explains it, so
+    the finish row never contradicts the faults (an empty body is not "no
+    terminal signal", and a [DONE] without a finish_reason says so)."""
+    if report["complete"]:
+        return "complete"
+    for fault in report["faults"]:
+        if fault["kind"] == "empty-response":
+            return f"empty: {fault['detail']}" if fault["detail"] else "empty"
+        if fault["kind"] == "truncated" and fault["detail"]:
+            return f"incomplete: {fault['detail']}"
+    return "no terminal signal"
 
 
 def _border(report: dict[str, Any]) -> str:
