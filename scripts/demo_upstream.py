@@ -768,6 +768,7 @@ def describe(name: str) -> str:
 
 _PREFIX = re.compile(r"/s/(?P<scenario>[^/]+)(?P<rest>/.*)")
 _LETTA = re.compile(r"/v1/agents/[^/]+/messages/stream/?")
+_LETTA_ROUTER = re.compile(r"/api/v1/agents/[^/]+/proxy/chat/completions")
 _GEMINI = re.compile(r"/v1beta/models/(?P<model>[^/:]+):streamGenerateContent")
 
 
@@ -789,6 +790,8 @@ def endpoint(path: str) -> Endpoint | None:
         return Endpoint("ollama", True)
     if _LETTA.fullmatch(path):
         return Endpoint("letta-send-message", None)
+    if _LETTA_ROUTER.fullmatch(path):  # a router serving a Letta agent OpenAI-style
+        return Endpoint("letta-send-message", False)
     if path == "/v1/responses":
         return Endpoint("openai-responses", False)
     if path == "/v1/messages":

@@ -22,7 +22,7 @@ from . import providers
 from .providers import detect_from_request
 from .redact import redact_flow, redact_url
 from .inject import Injection, parse_injections
-from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, parse_repairs
+from .repair import ALL_REPAIRS, BODY_REPAIRS, LETTA_SHAPES, Repair, parse_repairs
 from .session import framing_for_content_type
 
 logger = logging.getLogger("ssemedic")
@@ -44,6 +44,7 @@ class Medic:
         self.stall_after = DEFAULT_STALL_SECONDS
         self.repairs: frozenset[Repair] = ALL_REPAIRS
         self.injections: dict[Injection, float] = {}
+        self.letta_shape = "auto"
         self.repair_on = False
         self.redact_on = True
         self._jsonl: IO[str] | None = None
@@ -77,6 +78,11 @@ class Medic:
             "ssemedic_repairs", str, "all",
             "Which repairs ssemedic_repair applies: 'all' or a comma-separated list of "
             "reframe, normalise, headers, decompress, sanitize, done, letta.",
+        )
+        loader.add_option(
+            "ssemedic_letta_shape", str, "auto",
+            "The shape the letta repair writes: auto (OpenAI chat chunks on a /chat/completions path, "
+            "an added assistant_message event otherwise), openai or letta.",
         )
         loader.add_option(
             "ssemedic_inject", str, "",
@@ -118,6 +124,11 @@ class Medic:
                 self.repairs = parse_repairs(opts.ssemedic_repairs)
             except ValueError as exc:
                 raise exceptions.OptionsError(f"ssemedic_repairs: {exc}") from None
+        if "ssemedic_letta_shape" in updated and opts.ssemedic_letta_shape not in LETTA_SHAPES:
+            raise exceptions.OptionsError(
+                f"ssemedic_letta_shape: {opts.ssemedic_letta_shape!r} is not one of {', '.join(LETTA_SHAPES)}")
+        if "ssemedic_letta_shape" in updated:
+            self.letta_shape = opts.ssemedic_letta_shape
         if "ssemedic_inject" in updated:
             try:
                 self.injections = parse_injections(opts.ssemedic_inject)
@@ -278,6 +289,7 @@ class Medic:
             sniff=sniff,
             stall_after=self.stall_after,
             repairs=repairs,
+            letta_shape=self.letta_shape,
             defer=_call_soon() if reporter is None else None,
             injections=self.injections if reporter is None and not sniff else None,
         )

@@ -19,6 +19,7 @@ from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
 from .inject import Injection, Injector
 from .repair import BODY_REPAIRS, Repair, Repairer
+from .repair import letta_shape as repair_letta_shape
 from .recording import Recorder
 from .session import EventRecord, StreamSession, framing_for_content_type
 from .sources import sniff as sniff_kind
@@ -65,6 +66,7 @@ class LiveStream:
         repairs: frozenset[Repair] = frozenset(),
         defer: Callable[[Callable[[], None]], object] | None = None,
         injections: dict[Injection, float] | None = None,
+        letta_shape: str = "auto",
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -110,7 +112,8 @@ class LiveStream:
         self.decompressing = Repair.DECOMPRESS in repairs and self._decoder is not None
         if self._decoder is not None and not self.decompressing:
             repairs = repairs & {Repair.HEADERS}  # the body stays compressed: it cannot be edited
-        self.repairer = Repairer(repairs) if repairs & BODY_REPAIRS else None
+        shape = repair_letta_shape(letta_shape, path)
+        self.repairer = Repairer(repairs, shape) if repairs & BODY_REPAIRS else None
         self.injector: Injector | None = None
         if injections:
             framing = framing_for_content_type(self.response_headers.get("content-type")) or "sse"

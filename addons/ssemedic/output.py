@@ -93,6 +93,10 @@ class Reporter:
         self._line(stream, "dim", f"first chunk{t}: {len(data)} bytes {preview!r}")
 
     def event(self, stream: LiveStream, record: EventRecord) -> None:
+        session = stream.session
+        if record.index == session.provider_settled_at and session.provider_overridden:
+            self._line(stream, "cyan", self._safe(
+                f"provider {session.provider}, from the payload; the path suggested {session.provider_guess}"))
         if self.level == "events":
             t = self._offset(stream, record.time)
             meaning = describe(record.parts, self.max_text)

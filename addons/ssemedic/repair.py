@@ -8,6 +8,21 @@ dropped or followed by new ones, and the bytes between events (comments,
 blank lines, skipped oversized events) passed as they are. So the client
 only ever receives whole events, and nothing is lost that was not dropped on
 purpose. Sans-IO: bytes and session records in, bytes out.
+
+The ``letta`` repair delivers a Letta reply in the shape the client reads
+(``letta_shape``). ``letta``: after the event that completes a reply hidden
+in ``send_message`` (or found only in ``steps_messages``), an
+``assistant_message`` event with its text is added. ``openai``: for clients
+of an OpenAI-style router (Open WebUI, the OpenAI SDKs read only
+``choices[0].delta``), every Letta event becomes an OpenAI chat chunk that
+*keeps all its Letta fields* and adds ``object: chat.completion.chunk`` and
+``choices: [{index, delta, finish_reason}]``: the reply as
+``delta.content``, reasoning as ``delta.reasoning_content``, ``delta: {}``
+for events without text (so ``choices[0]`` always exists). A custom client
+reading ``message_type`` or ``assistant_message.content`` still finds them:
+nothing the upstream sent is removed. A ``finish_reason`` chunk comes before
+``[DONE]``. ``auto`` (the option's default) means ``openai`` when the request
+path ends in ``/chat/completions``, ``letta`` otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .framing import BOM
-from .parts import Done, Error, Malformed, Text
+from .parts import Done, Error, Malformed, Reasoning, Stop, Text
 
 if TYPE_CHECKING:
     from .session import EventRecord, StreamSession
@@ -39,6 +54,18 @@ ALL_REPAIRS = frozenset(Repair)
 BODY_REPAIRS = frozenset(ALL_REPAIRS - {Repair.HEADERS, Repair.DECOMPRESS})
 #: The unforwarded buffer may grow to this before it is flushed as it is.
 MAX_HELD = 8 * 1024 * 1024
+
+LETTA_SHAPES = ("auto", "openai", "letta")
+
+
+def letta_shape(option: str, path: str) -> str:
+    """``openai`` or ``letta``: the shape the ``letta`` repair writes for a request on ``path``."""
+    if option not in LETTA_SHAPES:
+        raise ValueError(f"{option!r} is not one of {', '.join(LETTA_SHAPES)}")
+    if option != "auto":
+        return option
+    return "openai" if path.split("?", 1)[0].rstrip("/").endswith("/chat/completions") else "letta"
+
 
 TRUNCATION_MESSAGE = "the upstream closed the stream before it was complete (repaired by ssemedic)"
 
@@ -85,8 +112,12 @@ def error_event(provider: str, framing: str, message: str) -> bytes:
 class Repairer:
     """Rewrites one stream's body; see the module docstring."""
 
-    def __init__(self, repairs: frozenset[Repair]) -> None:
+    def __init__(self, repairs: frozenset[Repair], letta_shape: str = "letta") -> None:
+        if letta_shape not in ("openai", "letta"):
+            raise ValueError(f"letta_shape must be 'openai' or 'letta', not {letta_shape!r}")
         self.repairs = repairs
+        self.letta_shape = letta_shape
+        self._finish_sent = False
         self.body = bool(repairs & BODY_REPAIRS)
         #: What was changed, by kind of change, for the log and flow metadata.
         self.changes: Counter[str] = Counter()
@@ -187,6 +218,8 @@ class Repairer:
                 self.changes["[DONE] after an error suppressed"] += 1
                 return b""
             self._done_seen = True
+        if Repair.LETTA in self.repairs and session.provider == "letta" and self.letta_shape == "openai":
+            return self._openai_chunk(record)
         if Repair.LETTA in self.repairs and session.provider == "letta":
             texts = [p.text for p in parts if isinstance(p, Text) and p.via is not None]
             if texts:
@@ -195,6 +228,42 @@ class Repairer:
                            "id": f"ssemedic-{record.index}"}
                 return raw + f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
         return raw
+
+    def _openai_chunk(self, record: EventRecord) -> bytes:
+        """One Letta event as an OpenAI chat chunk that keeps its Letta fields."""
+        parts = record.parts
+        if any(isinstance(p, Done) and p.marker == "[DONE]" for p in parts):
+            return self._finish_chunk() + record.event.raw
+        try:
+            payload = json.loads(record.event.data)
+        except (ValueError, RecursionError):
+            return record.event.raw
+        if not isinstance(payload, dict) or "choices" in payload:
+            return record.event.raw
+        delta: dict[str, str] = {}
+        text = "".join(p.text for p in parts if isinstance(p, Text))
+        reasoning = "".join(p.text for p in parts if isinstance(p, Reasoning))
+        if reasoning:
+            delta["reasoning_content"] = reasoning
+        if text:
+            delta["content"] = text
+        finish = "stop" if any(isinstance(p, Stop) for p in parts) and not self._finish_sent else None
+        if finish:
+            self._finish_sent = True
+        self.changes["Letta event given the OpenAI chat chunk shape"] += 1
+        chunk = {**payload, "object": "chat.completion.chunk", "created": payload.get("created", 0),
+                 "model": payload.get("model", "letta"),
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk.setdefault("id", f"ssemedic-{record.index}")
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+
+    def _finish_chunk(self) -> bytes:
+        if self._finish_sent:
+            return b""
+        self._finish_sent = True
+        chunk = {"id": "ssemedic-finish", "object": "chat.completion.chunk", "created": 0, "model": "letta",
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        return f"data: {json.dumps(chunk)}\n\n".encode()
 
     def _ending(self, session: StreamSession) -> bytes:
         """What a cleanly closed stream still lacks: [DONE], or an error instead of a silent cut."""

@@ -20,6 +20,12 @@ from .providers.base import Interpreter
 from .sse import SSEParser
 
 #: How many events may pass before we stop trying to recognise the provider.
+#: Detection rule: the request (path, headers) gives a first guess; the first
+#: event whose JSON payload some provider's ``match_payload`` accepts settles
+#: it. The guess stands when its own matcher accepts that payload, else the
+#: accepting provider wins (source ``payload``). Events before that carry no
+#: recognised payload, so nothing is lost by switching interpreters then; an
+#: explicit ``provider`` option is never second-guessed.
 DETECT_WITHIN_EVENTS = 20
 
 
@@ -79,7 +85,8 @@ class StreamSession:
     """Parses and interprets one streamed response body.
 
     ``framing`` is "sse" or "ndjson"; when None it follows ``content_type``,
-    then the provider, then the first non-blank byte. ``provider`` names a
+    then a named ``provider``, then the first non-blank byte (a provider
+    guessed from the path gives a provisional value only). ``provider`` names a
     registered provider; when None it is detected from the request, then from
     the first payloads. ``started_at`` is when the request was sent; times are
     seconds on any clock, as long as it is the same for every call.
@@ -105,17 +112,27 @@ class StreamSession:
             raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
         if content_type is None and response_headers is not None:
             content_type = next((v for k, v in response_headers.items() if k.lower() == "content-type"), None)
-        named = provider or providers.detect_from_request(method, path, request_headers)
-        self._detected = named is not None
+        guess = None if provider else providers.detect_from_request(method, path, request_headers)
+        named = provider or guess
+        #: What the request path and headers suggested (None when nothing claims it).
+        self.provider_guess: str | None = guess
+        #: Where ``provider`` came from: "option", "request", "payload", or None (generic).
+        self.provider_source: str | None = "option" if provider else ("request" if guess else None)
+        self._detected = provider is not None  # settled: no more payload checks
+        #: Index of the event whose payload settled the provider, if one did.
+        self.provider_settled_at: int | None = None
         self.provider: str = named or providers.GENERIC
         self.interpreter: Interpreter = providers.get(self.provider).interpreter()
         self.framing = framing or framing_for_content_type(content_type)
-        if self.framing is None and self._detected:
+        known_framing = self.framing is not None or provider is not None
+        if self.framing is None and named is not None:
             self.framing = providers.get(self.provider).framing
         self.parser: SSEParser | NDJSONParser | None = None
         self._max_event_size = max_event_size
         self._sniff = b""
-        if self.framing is not None:
+        # A path's guess only sets a provisional framing: the first byte
+        # decides (an NDJSON stream on a chat-completions path is NDJSON).
+        if self.framing is not None and known_framing:
             self._make_parser(self.framing)
 
         self.message = Message()
@@ -200,11 +217,7 @@ class StreamSession:
         records = []
         for event in events:
             if not self._detected and self.event_count < DETECT_WITHIN_EVENTS:
-                name = providers.detect_from_event(event)
-                if name is not None:
-                    self._detected = True
-                    self.provider = name
-                    self.interpreter = providers.get(name).interpreter()
+                self._detect(event)
             parts = tuple(self.interpreter.interpret(event))
             for part in parts:
                 self.message.add(part)
@@ -219,6 +232,24 @@ class StreamSession:
             self.diagnoser.event(self, record)
             self.event_count += 1
         return records
+
+    def _detect(self, event: ServerSentEvent) -> None:
+        """Let this event's payload confirm or replace the provider (see DETECT_WITHIN_EVENTS)."""
+        name = providers.detect_from_event(event, prefer=self.provider_guess)
+        if name is None:
+            return
+        self._detected = True
+        self.provider_settled_at = self.event_count
+        if name == self.provider:
+            return
+        self.provider = name
+        self.provider_source = "payload"
+        self.interpreter = providers.get(name).interpreter()
+
+    @property
+    def provider_overridden(self) -> bool:
+        """Whether the payload named a provider other than the request's guess."""
+        return self.provider_source == "payload" and self.provider_guess is not None
 
     # -- results -----------------------------------------------------------
 
@@ -272,6 +303,8 @@ class StreamSession:
         message = self.message.to_dict()
         return {
             "provider": self.provider,
+            "provider_source": self.provider_source,
+            **({"provider_guess": self.provider_guess} if self.provider_overridden else {}),
             "framing": self.framing,
             "events": self.event_count,
             "text": message["text"],

@@ -58,13 +58,18 @@ def detect_from_request(method: str, path: str, headers: Mapping[str, str] | Non
     return None
 
 
-def detect_from_event(event: ServerSentEvent) -> str | None:
-    """The provider whose payloads look like this event, if any does."""
+def detect_from_event(event: ServerSentEvent, prefer: str | None = None) -> str | None:
+    """The provider whose payloads look like this event, if any does.
+
+    ``prefer`` (the request's guess) wins when its matcher accepts the payload
+    too; otherwise the first accepting provider in detection order does."""
     payload: Any
     try:
         payload = json.loads(event.data)
     except (ValueError, RecursionError):
         payload = None
+    if prefer is not None and prefer != GENERIC and _REGISTRY[prefer].match_payload(event, payload):
+        return prefer
     for provider in _REGISTRY.values():
         if provider.name != GENERIC and provider.match_payload(event, payload):
             return provider.name
