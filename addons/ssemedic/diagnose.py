@@ -9,7 +9,6 @@ often it happened.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -27,8 +26,6 @@ DEFAULT_STALL_SECONDS = 10.0
 #: BURST_MAX_ARRIVALS separate chunks was buffered somewhere.
 BURST_MIN_EVENTS = 6
 BURST_MAX_ARRIVALS = 2
-
-_ENDS_IN_BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r)\Z")
 
 _ISSUE_FAULTS = {
     IssueKind.INVALID_UTF8: FaultKind.INVALID_UTF8,
@@ -106,10 +103,9 @@ class Diagnoser:
         if splits_a_character(data):
             self.add(FaultKind.UTF8_SPLIT, "a chunk ended inside a character", offset=end)
         parser = session.parser
-        pending = parser.pending_bytes if parser is not None else b""
-        # A block whose blank line ends in CR is complete but held back in
-        # case an LF follows (CRLF): that is no split.
-        if pending.strip(b"\r\n") and not _ENDS_IN_BLANK_LINE.search(pending):
+        # The parser keeps this as it goes: never search its buffer here, or a
+        # large event in small chunks costs quadratic time.
+        if parser is not None and parser.inside_block:
             self.add(FaultKind.EVENT_SPLIT, "a chunk ended inside an event", offset=end)
         self._issues(session)
 

@@ -33,6 +33,11 @@ class NDJSONParser:
         self.boundary = 0
         self.consumed = 0
         self._buf = b""
+        # Feeds without a newline, joined to _buf only when a line ends, so a
+        # long line costs linear time.
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self._content = False  # whether the pending bytes hold more than CR/LF
         self._offset = 0
         self._bom_checked = False
         self._skipping: int | None = None
@@ -45,7 +50,12 @@ class NDJSONParser:
     @property
     def pending_bytes(self) -> bytes:
         """The buffered start of an unfinished event (or line), if any."""
-        return self._buf
+        return self._unfold()
+
+    @property
+    def inside_block(self) -> bool:
+        """Whether the bytes so far end inside a line. Costs O(1)."""
+        return self._content
 
     @property
     def pending(self) -> int:
@@ -61,7 +71,17 @@ class NDJSONParser:
         self.consumed += len(data)
         if self._skipping is not None:
             return self._skip(data)
-        buf = self._buf + data if self._buf else data
+        if (
+            self._bom_checked
+            and b"\n" not in data
+            and len(self._buf) + self._held_size + len(data) <= self.max_event_size
+        ):
+            self._held.append(data)
+            self._held_size += len(data)
+            self._content = self._content or bool(data.strip(b"\r\n"))
+            return []
+        buf = self._unfold()
+        buf = buf + data if buf else data
         if not self._bom_checked:
             if len(buf) < len(BOM) and BOM.startswith(buf):
                 self._buf = buf
@@ -78,7 +98,8 @@ class NDJSONParser:
         if self._skipping is not None:
             self.log.add(IssueKind.INCOMPLETE_EVENT, self._skipping, "stream ended inside an oversized line")
             return []
-        buf, self._buf = self._buf, b""
+        buf, self._buf = self._unfold(), b""
+        self._content = False
         if not self._bom_checked:
             buf = self._strip_bom(buf)
         if not buf.strip():
@@ -118,12 +139,22 @@ class NDJSONParser:
             self._offset += len(rest)
             rest = b""
         self._buf = rest
+        self._content = bool(rest.strip(b"\r\n"))
         return events
+
+    def _unfold(self) -> bytes:
+        """``_buf`` with the held feeds joined to it."""
+        if self._held:
+            self._buf += b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+        return self._buf
 
     def _skip(self, data: bytes) -> list[ServerSentEvent]:
         i = data.find(b"\n")
         if i < 0:
             self._offset += len(data)
+            self._content = True
             return []
         self._skipping = None
         self._offset += i + 1

@@ -44,6 +44,9 @@ __all__ = ["SSEParser", "ServerSentEvent"]
 # CR that is half of a CRLF, or "a\r\nb" would read as CR + LF.
 _BLOCK_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _LINE_SPLIT = re.compile(rb"(\r\n|\r|\n)")
+# Buffered bytes that end with a blank line held back only because its last
+# CR may be half of a CRLF: a complete block, not a split one.
+_ENDS_IN_BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r)\Z")
 # The raw block of a lone "data: " line with the given value.
 _simple_raw = b"data: %b\n\n".__mod__
 
@@ -88,6 +91,11 @@ class SSEParser:
         self.consumed = 0
 
         self._buf = b""  # unparsed bytes; _buf[0] is at stream offset _offset
+        # Feeds that cannot end a block, kept apart and joined to _buf only
+        # when a block can end (see _hold): a large event then costs linear time.
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self._held_content = False  # whether _held has a byte other than LF
         self._offset = 0
         self._scan = 0  # where the search for a block end resumes in _buf
         self._bom_checked = False
@@ -110,7 +118,7 @@ class SSEParser:
         """How many line terminators of each kind (``lf``, ``crlf``, ``cr``) were seen."""
         return Counter(
             {
-                "lf": self._n_lf + self._buf.count(b"\n") - self._n_crlf,
+                "lf": self._n_lf + self._unfold().count(b"\n") - self._n_crlf,
                 "crlf": self._n_crlf,
                 "cr": self._n_cr - self._n_crlf,
             }
@@ -119,7 +127,16 @@ class SSEParser:
     @property
     def pending_bytes(self) -> bytes:
         """The buffered start of an unfinished event (or line), if any."""
-        return self._buf
+        return self._unfold()
+
+    @property
+    def inside_block(self) -> bool:
+        """Whether the bytes so far end inside a block: an event (or a line of
+        one) has begun and its blank line has not arrived. A block held back
+        only for the LF that may follow its last CR is complete. Costs O(1)."""
+        if self._held:
+            return self._scan > 0 or self._held_content  # held feeds have no CR
+        return self._scan > 0 and not _ENDS_IN_BLANK_LINE.search(self._buf[-4:])
 
     @property
     def pending(self) -> int:
@@ -133,7 +150,9 @@ class SSEParser:
         if self._plain and _CR not in data:
             # The usual case, mid-stream with LF line ends.
             self.consumed += len(data)
-            buf = self._buf + data
+            if b"\n\n" not in data and data and self._hold(data):
+                return []
+            buf = self._unfold() + data
             end = buf.rfind(b"\n\n", self._scan) + 2  # where the complete blocks end (1: none)
             if end > 1 and (events := self._simple_events(buf, end)) is not None:
                 self._n_lf += 2 * len(events)
@@ -154,7 +173,7 @@ class SSEParser:
         has_cr = _CR in data
         if has_cr or self._last_was_cr:
             self._count_cr(data)
-        buf = self._buf + data
+        buf = self._unfold() + data
         if not self._bom_checked:
             if len(buf) < len(BOM) and BOM.startswith(buf):
                 self._buf = buf
@@ -172,7 +191,7 @@ class SSEParser:
         if self._closed:
             return []
         self._closed = True
-        buf, self._buf = self._buf, b""
+        buf, self._buf = self._unfold(), b""
         if not self._bom_checked:
             buf = self._strip_bom(buf)
         events = self._parse(buf, final=True, has_cr=_CR in buf)
@@ -192,6 +211,29 @@ class SSEParser:
         return events
 
     # -- internals ---------------------------------------------------------
+
+    def _hold(self, data: bytes) -> bool:
+        """Keep ``data`` (LF-only, with no blank line in it) unparsed when it
+        cannot end a block either: it does not start with the LF of a blank
+        line straddling the feeds, and the block stays within the size cap."""
+        if data[0] == _LF and (self._held[-1] if self._held else self._buf)[-1:] == b"\n":
+            return False
+        if len(self._buf) + self._held_size + len(data) - 3 > self.max_event_size:
+            return False  # let _keep start skipping the oversized block
+        self._held.append(data)
+        self._held_size += len(data)
+        if not self._held_content and data.count(b"\n") != len(data):
+            self._held_content = True
+        return True
+
+    def _unfold(self) -> bytes:
+        """``_buf`` with the held feeds joined to it."""
+        if self._held:
+            self._buf += b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+            self._held_content = False
+        return self._buf
 
     def _strip_bom(self, buf: bytes) -> bytes:
         # WHATWG decodes the stream with "UTF-8 decode", which strips one
