@@ -22,7 +22,7 @@ from . import providers
 from .providers import detect_from_request
 from .redact import redact_flow, redact_url
 from .inject import Injection, parse_injections
-from .repair import ALL_REPAIRS, BODY_REPAIRS, LETTA_SHAPES, Repair, parse_repairs
+from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, letta_shape, parse_repairs
 from .session import framing_for_content_type
 
 logger = logging.getLogger("ssemedic")
@@ -124,10 +124,11 @@ class Medic:
                 self.repairs = parse_repairs(opts.ssemedic_repairs)
             except ValueError as exc:
                 raise exceptions.OptionsError(f"ssemedic_repairs: {exc}") from None
-        if "ssemedic_letta_shape" in updated and opts.ssemedic_letta_shape not in LETTA_SHAPES:
-            raise exceptions.OptionsError(
-                f"ssemedic_letta_shape: {opts.ssemedic_letta_shape!r} is not one of {', '.join(LETTA_SHAPES)}")
         if "ssemedic_letta_shape" in updated:
+            try:
+                letta_shape(opts.ssemedic_letta_shape, "")
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"ssemedic_letta_shape: {exc}") from None
             self.letta_shape = opts.ssemedic_letta_shape
         if "ssemedic_inject" in updated:
             try:

@@ -213,10 +213,12 @@ class Diagnoser:
 def _unfinished(session: StreamSession) -> str:
     """What a known provider's stream that ended cleanly but incomplete did and
     did not send: an end marker may have come without the signal that ends
-    the answer (OpenAI's ``[DONE]`` without any ``finish_reason``)."""
+    the answer (OpenAI's ``[DONE]`` without any ``finish_reason``); the
+    provider names what is missing."""
+    from .providers import get
+
     markers = session.message.markers
-    if session.provider == "openai-chat" and "[DONE]" in markers:
-        return "data: [DONE] arrived, but no chunk carried a finish_reason"
     if markers:
-        return f"{markers[-1]} arrived, but not the {session.provider} stream's terminal signal"
+        marker = f"data: {markers[-1]}" if session.framing == "sse" else markers[-1]
+        return f"{marker} arrived, but {get(session.provider).missing_terminal}"
     return f"the {session.provider} stream ended without its terminal signal"

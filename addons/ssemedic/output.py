@@ -22,7 +22,7 @@ from .describe import clip, describe, part_to_dict
 from .faults import Fault
 from .redact import redact_data, redact_text
 from .live import LiveStream, header_summary
-from .report import panel
+from .report import SEVERITY_STYLES, panel
 from .session import EventRecord
 
 logger = logging.getLogger("ssemedic")
@@ -31,8 +31,6 @@ LOG_LEVELS = ("events", "summary", "off")
 
 _COLORS = {"dim": "2", "cyan": "36", "green": "32", "yellow": "33", "red": "31", "bold": "1", "magenta": "35",
            "bold red": "1;31"}
-#: How a fault's severity is painted (rich style names, as in the panel).
-SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 #: What the note line for a stream's quiet faults says about them (faults.QUIET).
 QUIET_NOTE = "normal on real servers; harmless to robust clients"
 

@@ -24,6 +24,9 @@ except ImportError:  # pragma: no cover - depends on the installed rich
 from .sources import Stream
 
 
+#: How a fault's severity is painted (rich style names), in the panel and the live log.
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
 def build(stream: Stream, *, provider: str | None = None) -> dict[str, Any]:
     """Run ``stream`` through a session and return its report object."""
     session = stream.session(provider=provider)
@@ -81,7 +84,7 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
         kind = f"[{error['type']}] " if error.get("type") else ""
         row("error", f"{kind}{error['message']}", "bold red")
     for fault in report["faults"]:
-        style = {"error": "bold red", "warning": "yellow", "info": "dim"}.get(fault["severity"], "")
+        style = SEVERITY_STYLES.get(fault["severity"], "")
         times = f" ×{fault['count']}" if fault.get("count", 1) > 1 else ""
         detail = f" ({fault['detail']})" if fault["detail"] else ""
         row("fault", f"{fault['kind']}{times}: {fault['message']}{detail}", style)

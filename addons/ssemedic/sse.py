@@ -150,10 +150,14 @@ class SSEParser:
         if self._plain and _CR not in data:
             # The usual case, mid-stream with LF line ends.
             self.consumed += len(data)
-            if b"\n\n" not in data and data and self._hold(data):
+            # Where the complete blocks end (1: none), searched in the new bytes
+            # only: a feed that ends no block is held, not joined (see _hold).
+            cut = data.rfind(b"\n\n")
+            if cut < 0 and data and self._hold(data):
                 return []
-            buf = self._unfold() + data
-            end = buf.rfind(b"\n\n", self._scan) + 2  # where the complete blocks end (1: none)
+            head = self._unfold()
+            buf = head + data
+            end = len(head) + cut + 2 if cut >= 0 else buf.rfind(b"\n\n", self._scan) + 2
             if end > 1 and (events := self._simple_events(buf, end)) is not None:
                 self._n_lf += 2 * len(events)
                 self._offset = self.boundary = self._offset + end
@@ -233,6 +237,7 @@ class SSEParser:
             self._held.clear()
             self._held_size = 0
             self._held_content = False
+            self._scan = len(self._buf.rstrip(b"\n"))  # as _keep sets it (held feeds have no CR)
         return self._buf
 
     def _strip_bom(self, buf: bytes) -> bytes:

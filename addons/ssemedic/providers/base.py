@@ -91,6 +91,9 @@ class Provider:
     framing: str = "sse"  # or "ndjson"
     #: Lower wins when several providers' payload matchers accept the same event.
     order: int = 100
+    #: What is missing when an end marker came without the terminal signal
+    #: (the detail of a ``truncated`` fault).
+    missing_terminal: str = "not the stream's terminal signal"
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

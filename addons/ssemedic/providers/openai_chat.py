@@ -121,4 +121,5 @@ PROVIDER = Provider(
     match_request=_match_request,
     match_payload=_match_payload,
     order=10,
+    missing_terminal="no chunk carried a finish_reason",
 )
