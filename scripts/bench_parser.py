@@ -49,7 +49,7 @@ from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder as HttpxSSELineDecoder
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
 
-from ssemedic.sse import SSEParser
+from ssemedic.core.sse import SSEParser
 
 MB = 1_000_000  # throughput is in decimal megabytes, like network rates
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ssemedic.session import StreamSession
+from ssemedic.core.session import StreamSession
 
 
 def sse_event(payload: Any, event: str | None = None, *, eol: str = "\n") -> bytes:

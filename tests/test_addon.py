@@ -16,8 +16,8 @@ from helpers import sse_event
 from mitmproxy import exceptions, hooks
 from mitmproxy.test import taddons, tflow
 
-from ssemedic import recording
-from ssemedic.addon import Medic
+from ssemedic.core import recording
+from ssemedic.mitm.addon import Medic
 
 CHUNKS = [
     {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"reasoning_content": "Думаю…"}}]},

@@ -15,8 +15,8 @@ from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import FlowWriter
 from mitmproxy.test import tflow
 
-from ssemedic import recording
-from ssemedic.cli import main
+from ssemedic.core import recording
+from ssemedic.files.cli import main
 
 CHUNK = {"object": "chat.completion.chunk", "model": "gpt-4o",
          "choices": [{"index": 0, "delta": {"content": "Привет, мир! 🌍"}}]}
@@ -198,7 +198,7 @@ def test_console_command_and_module_both_work(tmp_path: Path, command: list[str]
 
 
 def test_faults_command_lists_the_whole_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
-    from ssemedic.faults import CATALOGUE, FaultKind
+    from ssemedic.core.faults import CATALOGUE, FaultKind
 
     assert main(["faults", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)

@@ -23,9 +23,9 @@ from mitmproxy.contentviews import Metadata
 from mitmproxy.io import FlowWriter
 from mitmproxy.test import taddons, tflow
 
-import ssemedic.contentview as cv
-from ssemedic import recording
-from ssemedic.contentview import llm_stream_view
+import ssemedic.mitm.contentview as cv
+from ssemedic.core import recording
+from ssemedic.mitm.contentview import llm_stream_view
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEW_KEY = "llm stream"  # the registry's key: the view's name, lower-cased
@@ -96,7 +96,7 @@ def auto_view(flow: Any, message: Any = None) -> contentviews.ContentviewResult:
 def test_importing_the_module_registers_nothing() -> None:
     # In a fresh interpreter: other tests (or the addon) may have called add() here.
     check = (
-        "import ssemedic.contentview\n"
+        "import ssemedic.mitm.contentview\n"
         "from mitmproxy import contentviews\n"
         f"assert {VIEW_KEY!r} not in contentviews.registry\n"
     )
@@ -292,7 +292,7 @@ def mitmweb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cl
         FlowWriter(f).add(flow)
     script = tmp_path / "register_view.py"
     script.write_text(
-        "import ssemedic.contentview as cv\n"
+        "import ssemedic.mitm.contentview as cv\n"
         "from mitmproxy import contentviews\n"
         "contentviews.add(cv.llm_stream_view)\n"
     )

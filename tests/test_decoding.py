@@ -1,4 +1,4 @@
-"""ssemedic.decoding: every Content-Encoding decoded incrementally, whole, byte
+"""ssemedic.core.decoding: every Content-Encoding decoded incrementally, whole, byte
 by byte and cut at every split point; bad data and unsupported encodings
 give one-line errors, a missing library a note and pass-through. Then the
 decoder where it is used: a live stream, and a saved flow read back."""
@@ -17,10 +17,10 @@ import pytest
 from helpers import chunkings, sse_event
 from mitmproxy.test import taddons, tflow
 
-from ssemedic import recording
-from ssemedic.addon import Medic
-from ssemedic.decoding import DecodeError, StreamDecoder, problem, supported
-from ssemedic.sources import stream_from_flow
+from ssemedic.core import recording
+from ssemedic.mitm.addon import Medic
+from ssemedic.core.decoding import DecodeError, StreamDecoder, problem, supported
+from ssemedic.files.sources import stream_from_flow
 
 if sys.version_info >= (3, 14):
     from compression import zstd

@@ -18,7 +18,7 @@ import openai
 import pytest
 from sse_reference import reference_events
 
-from ssemedic.session import StreamSession
+from ssemedic.core.session import StreamSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 demo = importlib.import_module("demo_upstream")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ssemedic import providers
-from ssemedic.session import StreamSession
+from ssemedic.core import providers
+from ssemedic.core.session import StreamSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 demo = importlib.import_module("demo_upstream")

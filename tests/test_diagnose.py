@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 import pytest
 from helpers import CHUNKING_FAULTS, chunkings, ndjson_line, run_session, sse_event
 
-from ssemedic import cli
-from ssemedic.diagnose import BURST_MIN_EVENTS, DEFAULT_STALL_SECONDS, splits_a_character
-from ssemedic.faults import CATALOGUE, Fault, FaultKind
-from ssemedic.session import StreamSession
+from ssemedic.files import cli
+from ssemedic.core.diagnose import BURST_MIN_EVENTS, DEFAULT_STALL_SECONDS, splits_a_character
+from ssemedic.core.faults import CATALOGUE, Fault, FaultKind
+from ssemedic.core.session import StreamSession
 
 REPLY = "Привет! Как дела? 😊🚀"
 REPLY_DELTAS = ["Привет", "! Как", " дела", "? 😊", "🚀"]

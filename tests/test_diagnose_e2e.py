@@ -14,7 +14,7 @@ import httpx
 import pytest
 from e2e import load_script, mitmdump
 
-from ssemedic.faults import CATALOGUE, QUIET, FaultKind
+from ssemedic.core.faults import CATALOGUE, QUIET, FaultKind
 
 upstream_mod = load_script("demo_upstream")
 

@@ -16,7 +16,7 @@ from e2e import ROOT, Mitmdump, load_script, mitmdump, run_mitmdump
 from httpx_sse import connect_sse
 from mitmproxy.io import FlowReader
 
-from ssemedic import recording
+from ssemedic.core import recording
 
 upstream_mod = load_script("demo_upstream")
 HEALTHY_TEXT: str = upstream_mod.HEALTHY_TEXT

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from helpers import CHUNKING_FAULTS, run_session, summary_without_timing
 
-from ssemedic.session import StreamSession
+from ssemedic.core.session import StreamSession
 
 FIELD = Path(__file__).parent / "field"
 

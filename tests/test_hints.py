@@ -27,11 +27,11 @@ from test_diagnose import (
     steps_messages_only,
 )
 
-from ssemedic.addon import Medic
-from ssemedic.faults import CATALOGUE, FaultKind
-from ssemedic.parts import Text
-from ssemedic.repair import Repair
-from ssemedic.session import StreamSession
+from ssemedic.mitm.addon import Medic
+from ssemedic.core.faults import CATALOGUE, FaultKind
+from ssemedic.core.parts import Text
+from ssemedic.core.repair import Repair
+from ssemedic.core.session import StreamSession
 
 #: How a hint names a repair.
 NAMED_REPAIR = re.compile(r"repair `([a-z]+)`")

@@ -14,8 +14,8 @@ import pytest
 from e2e import free_port, load_script, mitmdump, wait_for_port
 from helpers import sse_event
 
-from ssemedic.inject import INJECTED_ERROR, STRIKE_AFTER_EVENTS, Injection, Injector, parse_injections
-from ssemedic.sse import SSEParser
+from ssemedic.core.inject import INJECTED_ERROR, STRIKE_AFTER_EVENTS, Injection, Injector, parse_injections
+from ssemedic.core.sse import SSEParser
 
 upstream_mod = load_script("demo_upstream")
 HEALTHY_TEXT: str = upstream_mod.HEALTHY_TEXT

@@ -139,7 +139,7 @@ def test_on_letta_paths_the_repair_adds_assistant_message(proxies: Proxies) -> N
 
 
 def test_letta_shape_option() -> None:
-    from ssemedic.repair import letta_shape
+    from ssemedic.core.repair import letta_shape
 
     assert letta_shape("auto", "/api/v1/agents/a/proxy/chat/completions?x=1") == "openai"
     assert letta_shape("auto", "/v1/agents/a/messages/stream") == "letta"

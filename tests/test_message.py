@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssemedic.message import Message
-from ssemedic.parts import (
+from ssemedic.core.message import Message
+from ssemedic.core.parts import (
     Done,
     Error,
     Malformed,

@@ -1,4 +1,4 @@
-"""Framing tests for ssemedic.ndjson.NDJSONParser: every case runs whole, byte
+"""Framing tests for ssemedic.core.ndjson.NDJSONParser: every case runs whole, byte
 by byte and cut at every split point, and a hypothesis property compares any
 chunking of any bytes with a single feed."""
 
@@ -11,8 +11,8 @@ from helpers import chunkings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssemedic.framing import BOM, IssueKind, ParseIssue, ServerSentEvent
-from ssemedic.ndjson import NDJSONParser
+from ssemedic.core.events import BOM, IssueKind, ParseIssue, ServerSentEvent
+from ssemedic.core.ndjson import NDJSONParser
 
 
 def parse(chunks: list[bytes], **kwargs: Any) -> tuple[list[ServerSentEvent], list[ParseIssue]]:

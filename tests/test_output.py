@@ -14,9 +14,11 @@ from helpers import sse_event
 
 from rich.console import Console
 
-from ssemedic import output, report
-from ssemedic.live import LiveStream
-from ssemedic.output import Reporter
+from ssemedic.mitm import output
+
+from ssemedic.files import report
+from ssemedic.core.pipeline import Pipeline
+from ssemedic.mitm.output import Reporter
 
 BODY = sse_event({"object": "chat.completion.chunk", "model": "gpt-4o",
                   "choices": [{"index": 0, "delta": {"content": "Привет"}, "finish_reason": "stop"}]}) + b"data: [DONE]\n\n"
@@ -37,8 +39,8 @@ class Loop:
             callback()
 
 
-def finish(reporter: Reporter, flow_id: str, error: str | None = None, body: bytes = BODY) -> LiveStream:
-    stream = LiveStream(
+def finish(reporter: Reporter, flow_id: str, error: str | None = None, body: bytes = BODY) -> Pipeline:
+    stream = Pipeline(
         flow_id=flow_id, label=f"POST /v1/chat/completions {flow_id}", method="POST", path="/v1/chat/completions",
         request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
         started_at=0.0, sink=reporter, clock=lambda: 1.0,
@@ -134,7 +136,7 @@ def test_a_panel_that_cannot_be_drawn_is_logged_and_the_next_one_still_is(
     assert panels(console.getvalue()) == 1 and "completions bbbbbb" in console.getvalue()
 
 
-def finish_row(stream: LiveStream) -> str:
+def finish_row(stream: Pipeline) -> str:
     console = Console(file=io.StringIO(), width=200, no_color=True)
     console.print(report.panel(stream.report()))
     rows = [" ".join(line.strip("│ ").split()) for line in console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
@@ -163,7 +165,7 @@ def test_summary_of_a_complete_stream_says_complete() -> None:
 def live_log(chunks: list[bytes], *, color: bool = False, jsonl: io.StringIO | None = None) -> str:
     console = io.StringIO()
     out = Reporter(level="events", console=console, color=color, jsonl=jsonl)
-    stream = LiveStream(
+    stream = Pipeline(
         flow_id="aaaaaa", label="POST /v1/chat/completions", method="POST", path="/v1/chat/completions",
         request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
         started_at=0.0, sink=out, clock=lambda: 1.0,

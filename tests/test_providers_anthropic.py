@@ -8,9 +8,9 @@ from typing import Any
 
 from helpers import chunkings, run_session, sse_event, summary_without_timing
 
-from ssemedic import providers
-from ssemedic.parts import Part, Reasoning, ToolResult
-from ssemedic.session import StreamSession
+from ssemedic.core import providers
+from ssemedic.core.parts import Part, Reasoning, ToolResult
+from ssemedic.core.session import StreamSession
 
 PATH = "/v1/messages"
 MODEL = "claude-sonnet-4-5-20250929"

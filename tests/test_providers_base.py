@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssemedic.providers.base import loads
+from ssemedic.core.providers.base import loads
 
 
 def outcome(fn: Any, text: str) -> tuple[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from helpers import chunkings, run_session, sse_event, summary_without_timing
 
-from ssemedic.parts import Error, Meta
-from ssemedic.session import StreamSession
+from ssemedic.core.parts import Error, Meta
+from ssemedic.core.session import StreamSession
 
 PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 MODEL = "gemini-2.5-flash"

@@ -8,9 +8,9 @@ from typing import Any
 
 from helpers import chunkings, run_session, sse_event, summary_without_timing
 
-from ssemedic import providers
-from ssemedic.parts import Part, Reasoning, Text
-from ssemedic.session import StreamSession
+from ssemedic.core import providers
+from ssemedic.core.parts import Part, Reasoning, Text
+from ssemedic.core.session import StreamSession
 
 AGENT = "agent-7f3c2a1e-9b4d-4c6e-8a2f-1d5e6b7c8d9e"
 PATH = f"/v1/agents/{AGENT}/messages/stream"

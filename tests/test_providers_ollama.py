@@ -8,8 +8,8 @@ from typing import Any
 
 from helpers import chunkings, ndjson_line, run_session, summary_without_timing
 
-from ssemedic import providers
-from ssemedic.framing import ServerSentEvent
+from ssemedic.core import providers
+from ssemedic.core.events import ServerSentEvent
 
 CHAT = "/api/chat"
 GENERATE = "/api/generate"

@@ -7,8 +7,8 @@ from typing import Any
 
 from helpers import chunkings, run_session, sse_event, summary_without_timing
 
-from ssemedic.parts import Error
-from ssemedic.session import StreamSession
+from ssemedic.core.parts import Error
+from ssemedic.core.session import StreamSession
 
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
@@ -568,17 +568,17 @@ def test_responses_cut_before_terminal_event_is_incomplete() -> None:
 
 
 def test_huge_integer_payload_is_malformed_not_a_crash() -> None:
-    from ssemedic.framing import ServerSentEvent
-    from ssemedic.providers.openai_chat import ChatInterpreter
+    from ssemedic.core.events import ServerSentEvent
+    from ssemedic.core.providers.openai_chat import ChatInterpreter
 
     parts = ChatInterpreter().interpret(ServerSentEvent(data="1" * 5000))
     assert [type(p).__name__ for p in parts] == ["Malformed"] and parts[0].kind == "invalid-json"  # type: ignore[union-attr]
 
 
 def test_absurdly_nested_payload_is_malformed_not_a_crash() -> None:
-    from ssemedic.framing import ServerSentEvent
-    from ssemedic.providers import detect_from_event
-    from ssemedic.providers.openai_chat import ChatInterpreter
+    from ssemedic.core.events import ServerSentEvent
+    from ssemedic.core.providers import detect_from_event
+    from ssemedic.core.providers.openai_chat import ChatInterpreter
 
     event = ServerSentEvent(data="[" * 100_000)
     assert detect_from_event(event) is None

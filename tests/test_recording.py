@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssemedic import recording
+from ssemedic.core import recording
 
 
 def test_round_trip() -> None:

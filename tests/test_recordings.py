@@ -20,9 +20,9 @@ import pytest
 from e2e import MEDIC, ROOT, load_script, run_mitmdump
 from mitmproxy.io import FlowReader
 
-from ssemedic import cli
-from ssemedic.session import StreamSession
-from ssemedic.sse import SSEParser
+from ssemedic.files import cli
+from ssemedic.core.session import StreamSession
+from ssemedic.core.sse import SSEParser
 
 demo = load_script("demo_upstream")
 make = load_script("make_recordings")

@@ -22,9 +22,9 @@ from mitmproxy.http import Headers
 from mitmproxy.io import FlowReader, FlowWriter
 from mitmproxy.test import tflow
 
-from ssemedic import recording
-from ssemedic.cli import main
-from ssemedic.redact import (
+from ssemedic.core import recording
+from ssemedic.files.cli import main
+from ssemedic.files.redact import (
     MARK,
     add_arguments,
     redact_data,

@@ -1,5 +1,5 @@
 """Inline repair without a network: parse_repairs, the Repairer behind a
-LiveStream, and the addon through mitmproxy's test helpers, fed the demo
+Pipeline, and the addon through mitmproxy's test helpers, fed the demo
 upstream's own scenarios in the writes they go out in; plus a property: any
 valid stream in any chunking comes out as the same events, whole."""
 
@@ -20,12 +20,12 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 from test_addon import BODY, Clock, cut, llm_flow, stream_through
 
-from ssemedic.addon import Medic
-from ssemedic.faults import Fault
-from ssemedic.live import LiveStream
-from ssemedic.repair import ALL_REPAIRS, TRUNCATION_MESSAGE, Repair, Repairer, parse_repairs
-from ssemedic.session import EventRecord
-from ssemedic.sse import SSEParser
+from ssemedic.mitm.addon import Medic
+from ssemedic.core.faults import Fault
+from ssemedic.core.pipeline import Pipeline
+from ssemedic.core.repair import ALL_REPAIRS, TRUNCATION_MESSAGE, Repair, Repairer, parse_repairs
+from ssemedic.core.session import EventRecord
+from ssemedic.core.sse import SSEParser
 
 demo = load_script("demo_upstream")
 
@@ -70,26 +70,26 @@ def chat_text(body: bytes) -> str:
 class NullSink:
     """A live.Sink that ignores everything (the property test needs no log)."""
 
-    def started(self, stream: LiveStream) -> None: ...
-    def first_chunk(self, stream: LiveStream, data: bytes) -> None: ...
-    def event(self, stream: LiveStream, record: EventRecord) -> None: ...
-    def progress(self, stream: LiveStream) -> None: ...
-    def finished(self, stream: LiveStream, error: str | None) -> None: ...
-    def internal_error(self, stream: LiveStream, exc: BaseException) -> None: ...
-    def fault(self, stream: LiveStream, fault: Fault) -> None: ...
+    def started(self, stream: Pipeline) -> None: ...
+    def first_chunk(self, stream: Pipeline, data: bytes) -> None: ...
+    def event(self, stream: Pipeline, record: EventRecord) -> None: ...
+    def progress(self, stream: Pipeline) -> None: ...
+    def finished(self, stream: Pipeline, error: str | None) -> None: ...
+    def internal_error(self, stream: Pipeline, exc: BaseException) -> None: ...
+    def fault(self, stream: Pipeline, fault: Fault) -> None: ...
 
 
 def live_stream(repairs: frozenset[Repair] = ALL_REPAIRS, *, path: str = CHAT_PATH,
-                headers: dict[str, str] | None = None) -> LiveStream:
-    """A LiveStream built the way the addon builds one."""
-    return LiveStream(
+                headers: dict[str, str] | None = None) -> Pipeline:
+    """A Pipeline built the way the addon builds one."""
+    return Pipeline(
         flow_id="f00d", label=f"POST {path}", method="POST", path=path, request_headers={}, status=200,
         response_headers=headers or {"content-type": "text/event-stream"}, started_at=0.0, sink=NullSink(),
         clock=Clock(0.0), repairs=repairs,
     )
 
 
-def through_live(chunks: list[bytes], stream: LiveStream) -> list[bytes]:
+def through_live(chunks: list[bytes], stream: Pipeline) -> list[bytes]:
     """Every piece the stream callable hands mitmproxy, end included."""
     sent: list[bytes] = []
     for chunk in chunks:

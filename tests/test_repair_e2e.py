@@ -21,8 +21,8 @@ import pytest
 from e2e import Mitmdump, load_script, mitmdump
 from httpx_sse import ServerSentEvent, connect_sse
 
-from ssemedic.repair import TRUNCATION_MESSAGE
-from ssemedic.sse import SSEParser
+from ssemedic.core.repair import TRUNCATION_MESSAGE
+from ssemedic.core.sse import SSEParser
 
 demo = load_script("demo_upstream")
 

@@ -28,8 +28,8 @@ from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import FlowReader, FlowWriter
 from mitmproxy.test import tflow
 
-from ssemedic import recording
-from ssemedic import replay
+from ssemedic.core import recording
+from ssemedic.files import replay
 
 CHAT = "/v1/chat/completions"
 T0 = 1_763_700_000.0
@@ -262,7 +262,7 @@ def test_recorded_content_length_is_kept_and_hop_by_hop_headers_are_not() -> Non
 def test_client_hang_up_is_one_log_line_not_a_traceback(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ssemedic.replay")
+    caplog.set_level(logging.INFO, logger="ssemedic.files.replay")
     events = EVENTS * 3
     with replaying([recorded_flow(events, [0.05] * (len(events) - 1), ttfb=0.0)]) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:

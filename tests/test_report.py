@@ -11,7 +11,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.style import Style
 
-from ssemedic.report import panel, render
+from ssemedic.files.report import panel, render
 
 
 def report(**changes: Any) -> dict[str, Any]:
@@ -171,5 +171,5 @@ def test_wrapping_matches_rich_text_wrap(width: int, monkeypatch: pytest.MonkeyP
     # fallback (a future rich without it) wraps with Text.wrap: same output.
     text = "Привет, мир! 👋 " * 9 + "a" * 70 + " the end, after a very long word: " + "x" * 45
     fast = draw(panel(report(text=text, reasoning="why " * 40)), width=width)
-    monkeypatch.setattr("ssemedic.report.divide_line", None)
+    monkeypatch.setattr("ssemedic.files.report.divide_line", None)
     assert draw(panel(report(text=text, reasoning="why " * 40)), width=width) == fast

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import chunkings, ndjson_line, run_session, sse_event, summary_without_timing
 
-from ssemedic.session import StreamSession, percentile
+from ssemedic.core.session import StreamSession, percentile
 
 CHUNK = {"object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": {"content": "Да 👍"}}]}
 STOP = {"object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -148,7 +148,7 @@ def test_percentile_is_nearest_rank(values: list[float], q: float, expected: flo
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from ssemedic import providers  # noqa: E402
+from ssemedic.core import providers  # noqa: E402
 
 _FRAGMENTS = st.sampled_from(
     [b"data: ", b"event: ", b"id: 1", b"retry: 5", b": ping", b"\n", b"\r\n", b"\r", b"\n\n", b"[DONE]",

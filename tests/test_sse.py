@@ -1,4 +1,4 @@
-"""Conformance and property tests for ssemedic.sse.SSEParser.
+"""Conformance and property tests for ssemedic.core.sse.SSEParser.
 
 Rules are those of WHATWG HTML 9.2.6 "Interpreting an event stream"; every
 case runs whole, byte by byte and cut at every split point, and a hypothesis
@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sse_reference import reference_events
 
-from ssemedic.framing import BOM, IssueKind, ParseIssue, ServerSentEvent
-from ssemedic.sse import SSEParser
+from ssemedic.core.events import BOM, IssueKind, ParseIssue, ServerSentEvent
+from ssemedic.core.sse import SSEParser
 
 Fields = tuple[str, str, str | None, int | None]
 

@@ -4,11 +4,11 @@ The core (parsers, providers, session) is sans-IO and never imports mitmproxy;
 only the addon and file-reading layers do.
 """
 
-from .framing import DEFAULT_MAX_EVENT_SIZE, IssueKind, ParseIssue, ServerSentEvent
-from .message import Message
-from .ndjson import NDJSONParser
-from .session import EventRecord, StreamSession, Timing
-from .sse import SSEParser
+from .core.events import DEFAULT_MAX_EVENT_SIZE, IssueKind, ParseIssue, ServerSentEvent
+from .core.message import Message
+from .core.ndjson import NDJSONParser
+from .core.session import EventRecord, StreamSession, Timing
+from .core.sse import SSEParser
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..framing import ServerSentEvent
+from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Malformed, Part, Reasoning, Stop, Text, ToolCall, ToolResult, Usage
 from .base import Interpreter, Provider, as_int, as_str, error_message

@@ -8,7 +8,7 @@ it anyway; framing only cuts lines. A CRLF is accepted as a line end.
 
 from __future__ import annotations
 
-from .framing import (
+from .events import (
     BOM,
     DEFAULT_MAX_EVENT_SIZE,
     IssueKind,

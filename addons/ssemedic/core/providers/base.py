@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..framing import ServerSentEvent
+from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Malformed, Part
 

@@ -27,7 +27,7 @@ import re
 from collections import Counter
 from itertools import accumulate, repeat
 
-from .framing import (
+from .events import (
     BOM,
     DEFAULT_MAX_EVENT_SIZE,
     IssueKind,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..framing import ServerSentEvent
+from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Meta, Part, Reasoning, Refusal, Stop, Text, ToolCall, Usage
 from .base import Handler, Interpreter, Provider, as_int, as_str, error_message

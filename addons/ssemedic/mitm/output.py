@@ -18,12 +18,12 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from .describe import clip, describe, part_to_dict
-from .faults import Fault
-from .redact import redact_data, redact_text
-from .live import LiveStream, header_summary
-from .report import SEVERITY_STYLES, panel
-from .session import EventRecord
+from ..core.describe import clip, describe, part_to_dict
+from ..core.faults import Fault
+from ..files.redact import redact_data, redact_text
+from ..core.pipeline import Pipeline, header_summary
+from ..files.report import SEVERITY_STYLES, panel
+from ..core.session import EventRecord
 
 logger = logging.getLogger("ssemedic")
 
@@ -75,7 +75,7 @@ class Reporter:
 
     # -- live.Sink ------------------------------------------------------------
 
-    def started(self, stream: LiveStream) -> None:
+    def started(self, stream: Pipeline) -> None:
         session = stream.session
         self._line(stream, "cyan", self._safe(f"stream started: {stream.label} · provider {session.provider}"))
         self._line(stream, "dim", self._safe(f"upstream headers: {stream.status} {header_summary(stream.response_headers)}"))
@@ -85,12 +85,12 @@ class Reporter:
     def _safe(self, text: str) -> str:
         return redact_text(text) if self.redact else text
 
-    def first_chunk(self, stream: LiveStream, data: bytes) -> None:
+    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
         t = self._offset(stream, stream.last_chunk_at)
         preview = clip(data[:120].decode("utf-8", "replace"), 80)
         self._line(stream, "dim", f"first chunk{t}: {len(data)} bytes {preview!r}")
 
-    def event(self, stream: LiveStream, record: EventRecord) -> None:
+    def event(self, stream: Pipeline, record: EventRecord) -> None:
         session = stream.session
         if record.index == session.provider_settled_at and session.provider_overridden:
             self._line(stream, "cyan", self._safe(
@@ -112,11 +112,11 @@ class Reporter:
                 "parts": [part_to_dict(p) for p in record.parts],
             })
 
-    def progress(self, stream: LiveStream) -> None:
+    def progress(self, stream: Pipeline) -> None:
         timing = stream.session.timing()
         self._line(stream, "dim", f"… {timing.chunks} chunks · {timing.bytes:,} bytes · {timing.events} events")
 
-    def finished(self, stream: LiveStream, error: str | None) -> None:
+    def finished(self, stream: Pipeline, error: str | None) -> None:
         report = stream.report()
         if self.redact:
             report = redact_data(report)
@@ -140,7 +140,7 @@ class Reporter:
         if self.jsonl is not None:
             self._write_json({"type": "summary", "flow": stream.flow_id, **report})
 
-    def fault(self, stream: LiveStream, fault: Fault) -> None:
+    def fault(self, stream: Pipeline, fault: Fault) -> None:
         # A quiet fault (faults.QUIET) gets no block of its own: finished()
         # names the stream's quiet faults in one note line.
         if not fault.quiet:
@@ -153,7 +153,7 @@ class Reporter:
         if self.jsonl is not None:
             self._write_json({"type": "fault", "flow": stream.flow_id, **fault.to_dict()})
 
-    def internal_error(self, stream: LiveStream, exc: BaseException) -> None:
+    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
         logger.error(
             "[%s] ssemedic internal error; the flow passes through unchanged: %r",
             stream.flow_id[:8], exc, exc_info=exc,
@@ -161,7 +161,7 @@ class Reporter:
 
     # -- formatting -----------------------------------------------------------
 
-    def _line(self, stream: LiveStream, style: str, text: str) -> None:
+    def _line(self, stream: Pipeline, style: str, text: str) -> None:
         if self.level == "off":
             return
         head = f"[{stream.flow_id[:6]}]"
@@ -218,7 +218,7 @@ class Reporter:
         if self.console is not None:
             self.console.flush()
 
-    def _summary_text(self, stream: LiveStream, report: dict[str, Any]) -> str:
+    def _summary_text(self, stream: Pipeline, report: dict[str, Any]) -> str:
         t = report["timing"]
         lines = [
             f"[{stream.flow_id[:6]}] summary: {report['provider']} · HTTP {report['status']} · "
@@ -244,11 +244,11 @@ class Reporter:
         self.jsonl.flush()
 
     @staticmethod
-    def _seconds(stream: LiveStream, at: float | None) -> float | None:
+    def _seconds(stream: Pipeline, at: float | None) -> float | None:
         start = stream.session.started_at
         return None if at is None or start is None else round(at - start, 6)
 
-    def _offset(self, stream: LiveStream, at: float | None) -> str:
+    def _offset(self, stream: Pipeline, at: float | None) -> str:
         seconds = self._seconds(stream, at)
         return "" if seconds is None else f" +{seconds:.3f}s"
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..framing import ServerSentEvent
+from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Malformed, Meta, Part, Reasoning, Stop, Text, ToolCall, Usage
 from .base import Interpreter, Provider, as_int, as_str, error_message

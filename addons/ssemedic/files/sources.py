@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .decoding import DecodeError, StreamDecoder, supported
-from .diagnose import is_client_disconnect
-from .session import EventRecord, StreamSession, framing_for_content_type
-from . import recording
-from .recording import METADATA_KEY
+from ..core.decoding import DecodeError, StreamDecoder, supported
+from ..core.diagnose import is_client_disconnect
+from ..core.events import BOM
+from ..core.framing import framing_for_content_type, sniff_framing
+from ..core.session import EventRecord, StreamSession
+from ..core import recording
+from ..core.recording import METADATA_KEY
 
-__all__ = ["METADATA_KEY", "SourceError", "Stream", "load", "read_flows", "read_head", "sniff", "stream_from_flow"]
+__all__ = ["METADATA_KEY", "SourceError", "Capture", "load", "read_flows", "read_head", "file_kind", "stream_from_flow"]
 
-_SSE_FIRST_LINE = re.compile(rb"^(?::|(?:data|event|id|retry)(?::|\r|\n|$))")
 _TNETSTRING_START = re.compile(rb"^\d{1,12}:")
 _HEAD = 64 * 1024
 
@@ -30,7 +31,7 @@ class SourceError(Exception):
 
 
 @dataclass(slots=True)
-class Stream:
+class Capture:
     """One streamed response body, with what is known about its request."""
 
     label: str
@@ -80,18 +81,15 @@ class Stream:
         return session, records
 
 
-def sniff(head: bytes) -> str | None:
+def file_kind(head: bytes) -> str | None:
     """``flows``, ``json`` (HAR or NDJSON), ``sse`` or None for a file's first bytes."""
     if _TNETSTRING_START.match(head):
         return "flows"
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
     if b"\0" in head[:4096]:
         return None
-    if text.startswith(b"{"):
+    if head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"{"):
         return "json"
-    if _SSE_FIRST_LINE.match(text):
-        return "sse"
-    return None
+    return sniff_framing(head)
 
 
 def read_head(path: Path) -> bytes:
@@ -112,7 +110,7 @@ def read_flows(path: str | Path) -> list[Any]:
     from mitmproxy.io import FlowReader
 
     path = Path(path)
-    if sniff(read_head(path)) not in ("flows", "json"):
+    if file_kind(read_head(path)) not in ("flows", "json"):
         raise SourceError(f"{path}: not a mitmproxy flow or HAR file")
     try:
         with path.open("rb") as f:
@@ -124,11 +122,11 @@ def read_flows(path: str | Path) -> list[Any]:
         raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {reason}") from None
 
 
-def load(path: str | Path) -> list[Stream]:
+def load(path: str | Path) -> list[Capture]:
     """Every stream in ``path``; raises SourceError with a one-line reason."""
     path = Path(path)
     head = read_head(path)
-    kind = sniff(head)
+    kind = file_kind(head)
     if kind == "flows":
         return list(_from_flow_file(path))
     if kind == "json":
@@ -143,9 +141,9 @@ def load(path: str | Path) -> list[Stream]:
     )
 
 
-def _capture(path: Path, body: bytes, framing: str) -> Stream:
+def _capture(path: Path, body: bytes, framing: str) -> Capture:
     content_type = "text/event-stream" if framing == "sse" else "application/x-ndjson"
-    return Stream(
+    return Capture(
         label=str(path),
         body=body,
         chunks=[(body, None)],
@@ -162,7 +160,7 @@ def _is_har(body: bytes) -> bool:
     return isinstance(doc, dict) and isinstance(doc.get("log"), dict)
 
 
-def _from_flow_file(path: Path) -> Iterator[Stream]:
+def _from_flow_file(path: Path) -> Iterator[Capture]:
     from mitmproxy import http
 
     flows = read_flows(path)
@@ -183,14 +181,14 @@ def _request_wants_stream(content: bytes | None) -> bool:
     return isinstance(body, dict) and body.get("stream") is True
 
 
-def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
+def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
     """The stream in an HTTP flow's response, or None when it holds none."""
     request, response = flow.request, flow.response
     content_type = response.headers.get("content-type")
     raw = response.raw_content
     declared = framing_for_content_type(content_type)
     if declared is None and not _request_wants_stream(request.raw_content):
-        if not raw or sniff(raw[:_HEAD]) not in ("sse",):
+        if not raw or sniff_framing(raw[:_HEAD]) != "sse":
             return None
     label = f"{label_prefix} {request.method} {request.pretty_url}"
     notes: list[str] = []
@@ -234,7 +232,7 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Stream | None:
             notes.append(f"chunk timeline ignored: {exc}")
     else:
         notes.append("chunk timeline not applied to a decoded body: timings unavailable")
-    return Stream(
+    return Capture(
         label=label,
         body=body,
         chunks=chunks,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
-from .framing import ServerSentEvent
+from .events import ServerSentEvent
 from .ndjson import NDJSONParser
 from .sse import SSEParser
 

@@ -12,7 +12,7 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-from ..framing import ServerSentEvent
+from ..events import ServerSentEvent
 from .base import Interpreter, Provider
 
 __all__ = ["GENERIC", "Interpreter", "Provider", "detect_from_event", "detect_from_request", "get", "names"]

@@ -12,7 +12,8 @@ from typing import Any
 from . import providers
 from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
 from .faults import Fault
-from .framing import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
+from .framing import framing_for_content_type
+from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
 from .message import Message
 from .ndjson import NDJSONParser
 from .parts import TOKEN_PARTS, Malformed, Part
@@ -61,18 +62,6 @@ class Timing:
             else:
                 out[f"{key}_ms"] = None if value is None else round(value * 1000, 3)
         return out
-
-
-def framing_for_content_type(content_type: str | None) -> str | None:
-    """``sse``, ``ndjson`` or None for a Content-Type header value."""
-    if not content_type:
-        return None
-    mime = content_type.split(";", 1)[0].strip().lower()
-    if mime == "text/event-stream":
-        return "sse"
-    if mime in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"):
-        return "ndjson"
-    return None
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import recording
+from ..core import recording
 from .sources import SourceError, read_flows
 
 MARK = "[REDACTED]"

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from mitmproxy import http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
-from . import providers
-from .describe import describe, trim
-from .session import EventRecord, StreamSession, framing_for_content_type
-from .sources import Stream, sniff, stream_from_flow
+from ..core import providers
+from ..core.describe import describe, trim
+from ..core.framing import framing_for_content_type, sniff_framing
+from ..core.session import EventRecord, StreamSession
+from ..files.sources import Capture, stream_from_flow
 
 logger = logging.getLogger(__name__)
 
@@ -50,26 +51,26 @@ def is_llm_stream(data: bytes, metadata: Metadata) -> bool:
         return False
     request = flow.request
     provider = providers.detect_from_request(request.method, request.path, dict(request.headers))
-    return provider is not None and sniff(data[:SNIFF_BYTES]) == "sse"
+    return provider is not None and sniff_framing(data[:SNIFF_BYTES]) == "sse"
 
 
 # -- running the session ----------------------------------------------------------
 
 
-def stream_for(data: bytes, metadata: Metadata) -> Stream:
-    """The Stream to render: the flow's own (with its chunk timeline) when
+def stream_for(data: bytes, metadata: Metadata) -> Capture:
+    """The Capture to render: the flow's own (with its chunk timeline) when
     ``data`` is that flow's response body, else ``data`` with whatever the
     flow tells about its request."""
     flow = metadata.flow
     if not isinstance(flow, http.HTTPFlow):
-        return Stream(label="", body=data, chunks=[(data, None)], content_type=metadata.content_type)
+        return Capture(label="", body=data, chunks=[(data, None)], content_type=metadata.content_type)
     response = flow.response
     if response is not None and metadata.http_message is response:
         stream = stream_from_flow(flow, "")
         if stream is not None and stream.body == data:
             return stream
     request = flow.request
-    return Stream(
+    return Capture(
         label="",
         body=data,
         chunks=[(data, None)],
@@ -80,7 +81,7 @@ def stream_for(data: bytes, metadata: Metadata) -> Stream:
     )
 
 
-def run(stream: Stream) -> tuple[StreamSession, list[EventRecord]]:
+def run(stream: Capture) -> tuple[StreamSession, list[EventRecord]]:
     """Run a session over ``stream``, keeping the first MAX_EVENT_LINES records."""
     return stream.run(keep=MAX_EVENT_LINES)
 
@@ -192,7 +193,7 @@ def message_lines(session: StreamSession, notes: Iterable[str] = ()) -> list[str
     return lines
 
 
-def render(stream: Stream) -> str:
+def render(stream: Capture) -> str:
     """The whole view text for one stream."""
     session, records = run(stream)
     origin = stream.started_at

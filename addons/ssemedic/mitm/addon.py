@@ -1,4 +1,4 @@
-"""The mitmproxy addon: picks LLM streams, streams them through a LiveStream
+"""The mitmproxy addon: picks LLM streams, streams them through a Pipeline
 and stores what mitmproxy itself would lose (the raw body and its timeline)."""
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import IO, Any
 
 from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
 
-from . import recording
-from .live import LiveStream
+from ..core import recording
+from ..core.pipeline import Pipeline
 from .output import LOG_LEVELS, Reporter
-from .decoding import supported
-from .diagnose import DEFAULT_STALL_SECONDS
-from . import providers
-from .providers import detect_from_request
-from .redact import redact_flow, redact_url
-from .inject import Injection, parse_injections
-from .repair import ALL_REPAIRS, BODY_REPAIRS, Repair, letta_shape, parse_repairs
-from .session import framing_for_content_type
+from ..core.decoding import supported
+from ..core.diagnose import DEFAULT_STALL_SECONDS
+from ..core import providers
+from ..core.providers import detect_from_request
+from ..files.redact import redact_flow, redact_url
+from ..core.inject import Injection, parse_injections
+from ..core.repair import ALL_REPAIRS, BODY_REPAIRS, Repair, letta_shape, parse_repairs
+from ..core.framing import framing_for_content_type
 
 logger = logging.getLogger("ssemedic")
 
@@ -39,7 +39,7 @@ class Medic:
         self._console_override = console
         self._console: IO[str] | None = console
         self.clock = clock
-        self.streams: dict[str, LiveStream] = {}
+        self.streams: dict[str, Pipeline] = {}
         self.filter: flowfilter.TFilter | None = None
         self.stall_after = DEFAULT_STALL_SECONDS
         self.repairs: frozenset[Repair] = ALL_REPAIRS
@@ -193,7 +193,7 @@ class Medic:
             stream.end(self.clock())
             self._store(f, stream)
         elif f.response is not None and f.response.raw_content is not None and self._selection(f):
-            self._replay(f)
+            self._inspect_whole(f)
 
     def error(self, f: http.HTTPFlow) -> None:
         stream = self.streams.pop(f.id, None)
@@ -210,7 +210,7 @@ class Medic:
         for f in flows:
             if isinstance(f, http.HTTPFlow) and f.response is not None and f.response.raw_content is not None:
                 if self._selection(f, use_filter=False):
-                    self._replay(f, reporter)
+                    self._inspect_whole(f, reporter)
                     count += 1
         logger.info("ssemedic.report: %d of %d flows hold an LLM stream", count, len(flows))
 
@@ -273,10 +273,10 @@ class Medic:
 
     def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
                     repairs: frozenset[Repair] = frozenset(),
-                    response_headers: dict[str, str] | None = None) -> LiveStream:
+                    response_headers: dict[str, str] | None = None) -> Pipeline:
         assert f.response is not None
         url = f.request.pretty_url
-        stream = LiveStream(
+        stream = Pipeline(
             flow_id=f.id,
             label=f"{f.request.method} {redact_url(url) if self.redact_on else url}",
             method=f.request.method,
@@ -296,7 +296,7 @@ class Medic:
         )
         return stream
 
-    def _store(self, f: http.HTTPFlow, stream: LiveStream) -> None:
+    def _store(self, f: http.HTTPFlow, stream: Pipeline) -> None:
         # Streamed bodies are not stored by mitmproxy: keep the raw upstream
         # bytes so `-w` and mitmweb's save have them, plus the timeline.
         if f.response is not None:
@@ -311,8 +311,8 @@ class Medic:
             # is kept and saved loses its credentials, never the traffic.
             redact_flow(f, in_flight=True)
 
-    def _replay(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
-        """Run a stored flow through a LiveStream, with its recorded timeline if any."""
+    def _inspect_whole(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
+        """Run a stored flow through a Pipeline, with its recorded timeline if any."""
         assert f.response is not None and f.response.raw_content is not None
         stream = self._new_stream(f, reporter=reporter)
         recorded = recording.read(f)

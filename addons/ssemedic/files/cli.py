@@ -11,9 +11,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, providers, replay
+from .. import __version__
+from ..core import providers
+from . import replay
 from . import redact as redaction
-from .faults import CATALOGUE
+from ..core.faults import CATALOGUE
 from .report import build, render
 from .sources import SourceError, load
 

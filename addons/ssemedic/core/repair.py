@@ -32,7 +32,7 @@ from collections import Counter
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from .framing import BOM
+from .events import BOM
 from .parts import Done, Error, Malformed, Reasoning, Stop, Text
 
 if TYPE_CHECKING:

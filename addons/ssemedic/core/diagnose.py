@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .faults import Fault, FaultKind
-from .framing import IssueKind, ParseIssue
+from .events import IssueKind, ParseIssue
 from .parts import TOKEN_PARTS, Done, Error, Malformed
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..framing import ServerSentEvent
+from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Part
 from .base import Interpreter, Provider

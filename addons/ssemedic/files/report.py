@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.segment import Segment
 from rich.text import Text
 
-from .describe import trim
+from ..core.describe import trim
 
 try:
     # Private to rich, but it is the very function Text.wrap cuts lines with;
@@ -21,13 +21,13 @@ try:
     from rich._wrap import divide_line
 except ImportError:  # pragma: no cover - depends on the installed rich
     divide_line = None  # type: ignore[assignment]
-from .sources import Stream
+from .sources import Capture
 
 
 #: How a fault's severity is painted (rich style names), in the panel and the live log.
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
-def build(stream: Stream, *, provider: str | None = None) -> dict[str, Any]:
+def build(stream: Capture, *, provider: str | None = None) -> dict[str, Any]:
     """Run ``stream`` through a session and return its report object."""
     session = stream.session(provider=provider)
     report: dict[str, Any] = {"source": stream.label, "status": stream.status}

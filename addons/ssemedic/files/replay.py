@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from . import __version__
-from . import recording
-from .sources import SourceError, read_flows, read_head, sniff
+from .. import __version__
+from ..core import recording
+from .sources import SourceError, file_kind, read_flows, read_head
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class Recording:
 def load(path: str | PathLike[str]) -> Recording:
     """The recording in a flow or HAR file; raises SourceError with a one-line reason."""
     path = Path(path)
-    if sniff(read_head(path)) == "sse":
+    if file_kind(read_head(path)) == "sse":
         raise SourceError(f"{path}: a raw body capture holds no requests to replay; record flows with mitmdump -w")
     flows = read_flows(path)
     recording = Recording.from_flows(flows, str(path))
