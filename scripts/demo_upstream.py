@@ -2,8 +2,8 @@
 """A small, deliberately misbehaving LLM upstream for the demo and the tests.
 
 It speaks OpenAI-compatible ``POST /v1/chat/completions`` (plus ``GET
-/v1/models``), Letta's ``POST /v1/agents/<id>/messages/stream``, Ollama's
-``POST /api/chat``, the OpenAI Responses API's ``POST /v1/responses``,
+/v1/models``, both also under a router's Letta base ``/api/v1/agents/<id>/proxy``),
+Letta's ``POST /v1/agents/<id>/messages/stream``, Ollama's ``POST /api/chat``, the OpenAI Responses API's ``POST /v1/responses``,
 Anthropic's ``POST /v1/messages`` and Gemini's ``POST
 /v1beta/models/<model>:streamGenerateContent?alt=sse``, and answers each
 request with a *scenario*: a healthy stream, or one of the faults ssemedic
@@ -821,10 +821,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         prefix = _PREFIX.fullmatch(url.path)
-        scenario, rest = (prefix["scenario"], prefix["rest"]) if prefix else ("healthy", url.path)
+        rest = prefix["rest"] if prefix else url.path
+        # A model list sits next to each chat-completions route (an OpenAI
+        # client's base URL + /models) and names that route's scenario.
+        route = endpoint(rest.removesuffix("/models") + "/chat/completions") if rest.endswith("/models") else None
+        scenario = prefix["scenario"] if prefix else route.scenario if route else "healthy"
         if prefix and scenario not in SCENARIOS:
             self._refuse(*self._unknown_scenario(scenario))
-        elif rest in ("/v1/models", "/models"):
+        elif route is not None:
             model = {"id": scenario, "object": "model", "created": CREATED, "owned_by": "ssemedic-demo"}
             self._log(f"-> models ({scenario})")
             self._send(json_reply(200, {"object": "list", "data": [model]}))

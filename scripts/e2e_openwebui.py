@@ -1,25 +1,30 @@
 #!/usr/bin/env python3
-"""Drives a running Open WebUI through its two chat paths and checks what
-the client, Open WebUI and ssemedic each saw (called by e2e_openwebui.sh).
+"""Drives a running Open WebUI through its two chat paths, scenario by
+scenario, and checks what users see: what Open WebUI saved (text or error)
+and what ssemedic diagnosed (called by e2e_openwebui.sh).
+
+Open WebUI has one OpenAI connection per demo-upstream scenario through each
+of two mitmdumps, one inspect-only and one with ``ssemedic_repair=true``. The
+connection's ``prefix_id`` names the mitmdump, the demo upstream names its one
+model after the scenario (from the ``/s/<scenario>/`` path prefix), so the
+model ``repair.truncated`` is the truncated scenario behind the repairing
+mitmdump. The Letta agent sits behind an OpenAI-style router: its base URL is
+``/s/letta-send-message/api/v1/agents/agent-e2e/proxy``, to which Open WebUI
+appends ``/models`` and ``/chat/completions``.
 
 The API path is what a script or an OpenAI client does: it POSTs
 ``/api/chat/completions`` with ``stream: true`` and reads the SSE stream that
 Open WebUI relays. The web-UI path is what the 0.12.4 browser sends for the
 first message of a new chat: the same request plus ``session_id``, ``id`` (the
 assistant message), ``parent_id: null`` and ``user_message``, and no
-``chat_id``. Open WebUI then creates the chat itself (a ``chat_id`` given
-instead must name an existing chat, or it answers 404), consumes the stream in
-a background task, saves the assistant message, and answers at once with
+``chat_id``. Open WebUI then creates the chat itself, consumes the stream in a
+background task, saves the assistant message, and answers at once with
 ``{"status", "task_ids", "chat_id"}``; we poll the saved chat.
 
-``--story truncated`` checks the truncation story instead. Open WebUI has two
-connections to the demo upstream's ``truncated`` scenario, one through an
-inspect-only mitmdump (model ``inspect.truncated``) and one through a
-mitmdump with ``ssemedic_repair=true`` (model ``repair.truncated``), and both
-chat paths run once per connection. Without repair the cut must be silent in
-Open WebUI yet diagnosed by ssemedic; with repair it must reach Open WebUI as
-an error that it saves with the message. Each stream is told apart by its
-flow id: the one that starts in ssemedic's log while that chat runs.
+The chats run one at a time. Each stream is told apart by ssemedic's JSONL:
+the one new summary, on that scenario's request path, in that mitmdump's
+file, after that chat. Its provider and faults are checked against what the
+scenario is (see EXPECTED); the saved text against what the scenario sends.
 
 Only the stdlib is used, and every wait is bounded.
 """
@@ -29,22 +34,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from demo_upstream import HEALTHY_TEXT  # scripts/ is on sys.path: it is this file's folder
+# scripts/ is on sys.path: it is this file's folder.
+from demo_upstream import ERROR_OBJECT, ERROR_THEN_DONE_TEXT, HEALTHY_TEXT, SCENARIOS, _truncated_events
 
 QUESTION = "Почему ответ приходит по частям?"
 EMAIL = "e2e@ssemedic.invalid"
 REQUEST_TIMEOUT = 60.0
 STREAM_TIMEOUT = 90.0
 SAVE_TIMEOUT = 60.0
+#: How long a stream's summary may take to reach the JSONL after its chat.
+SUMMARY_TIMEOUT = 10.0
+
+LETTA = "letta-send-message"
+#: Where the router serves the Letta agent OpenAI-style (Open WebUI appends
+#: /chat/completions and /models to a connection's base URL).
+LETTA_ROUTER_BASE = "/api/v1/agents/agent-e2e/proxy"
+#: The mitmdumps, by the prefix_id of their connections.
+MITMDUMPS = ("inspect", "repair")
+
+
+def base_path(scenario: str) -> str:
+    """The connection's base path on the mitmdump for ``scenario``."""
+    return f"/s/{scenario}" + (LETTA_ROUTER_BASE if scenario == LETTA else "/v1")
 
 
 class Failure(Exception):
@@ -161,7 +183,7 @@ def sse_data(chunks: list[bytes]) -> tuple[list[str], bytes]:
     """
     body = b"".join(chunks).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     end = body.rfind(b"\n\n") + 2 if b"\n\n" in body else 0
-    head, tail = body[:end], body[end:]
+    head, rest = body[:end], body[end:]
     out: list[str] = []
     data: list[str] = []
     for raw in head.split(b"\n"):
@@ -171,13 +193,13 @@ def sse_data(chunks: list[bytes]) -> tuple[list[str], bytes]:
                 out.append("\n".join(data))
                 data = []
         elif line.startswith("data:"):
-            value = line[5:]
-            data.append(value.removeprefix(" "))
-    return out, tail
+            data.append(line[5:].removeprefix(" "))
+    return out, rest
 
 
 def assemble(events: list[str]) -> dict[str, Any]:
-    """Text, reasoning, errors and the end marker of an OpenAI chat stream."""
+    """Text, reasoning, errors and the end marker of an OpenAI chat stream,
+    read as Open WebUI's own frontend does: ``choices[0].delta``."""
     text: list[str] = []
     reasoning: list[str] = []
     errors: list[Any] = []
@@ -212,15 +234,15 @@ def assemble(events: list[str]) -> dict[str, Any]:
 def api_path(webui: WebUI, model: str) -> dict[str, Any]:
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
     status, ctype, chunks = webui.stream("/api/chat/completions", body)
-    result: dict[str, Any] = {"text": "", "errors": [], "events": 0}
+    result: dict[str, Any] = {"text": "", "errors": [], "events": 0, "done": False, "unparsed": 0}
     if "event-stream" in ctype:
-        events, tail = sse_data(chunks)
+        events, rest = sse_data(chunks)
         result = assemble(events)
-        if tail:
-            result["unfinished_event"] = tail[:300].decode("utf-8", "replace")
-    result.update(status=status, content_type=ctype, chunks=len(chunks), bytes=sum(map(len, chunks)))
-    if "event-stream" not in ctype:
+        if rest:
+            result["unfinished_event"] = rest[:300].decode("utf-8", "replace")
+    else:
         result["body"] = b"".join(chunks)[:500].decode("utf-8", "replace")
+    result.update(status=status, content_type=ctype, chunks=len(chunks), bytes=sum(map(len, chunks)))
     return result
 
 
@@ -260,31 +282,13 @@ def webui_path(webui: WebUI, model: str) -> dict[str, Any]:
     else:
         raise Failure(f"the assistant message of chat {chat_id} was not saved as done within {SAVE_TIMEOUT:g} s; "
                       f"last seen: {json.dumps(message, ensure_ascii=False)[:500]}")
-    reasoning = "".join(
-        part.get("text", "")
-        for item in message.get("output") or [] if isinstance(item, dict) and item.get("type") == "reasoning"
-        for part in (item.get("content") or item.get("summary") or []) if isinstance(part, dict)
-    )
-    return {"chat_id": chat_id, "task_ids": ack.get("task_ids"), "text": message.get("content", ""),
-            "reasoning": reasoning, "error": message.get("error"), "done": message.get("done"),
-            "seconds": round(time.monotonic() - started, 2)}
+    error = message.get("error")
+    return {"chat_id": chat_id, "text": message.get("content") or "", "error": error,
+            "error_content": error.get("content") if isinstance(error, dict) else error,
+            "done": message.get("done"), "seconds": round(time.monotonic() - started, 2)}
 
 
-# -- what ssemedic logged -------------------------------------------------------------
-
-
-def ssemedic_log(mitm_log: Path, jsonl: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """mitmdump's ssemedic lifecycle lines and the JSONL summary objects."""
-    try:
-        text = mitm_log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    # ssemedic's own lines start with the flow id; all but the per-event ones.
-    lines = [line for line in text.splitlines()
-             if re.match(r"\[[0-9a-f]{6}\] ", line) and not re.match(r"\[[0-9a-f]{6}\] #\d", line)]
-    summaries = [obj for obj in jsonl_objects(jsonl) if obj.get("type") == "summary"]
-    return lines, summaries
+# -- what ssemedic wrote ----------------------------------------------------------------
 
 
 def jsonl_objects(jsonl: Path) -> list[dict[str, Any]]:
@@ -300,116 +304,375 @@ def jsonl_objects(jsonl: Path) -> list[dict[str, Any]]:
     return objects
 
 
-def started_flows(mitm_log: Path) -> list[str]:
-    """The short ids of the chat streams ssemedic announced, in order."""
-    lines, _ = ssemedic_log(mitm_log, Path("/nonexistent"))
-    return [line[1:7] for line in lines if "] stream started:" in line and "/chat/completions" in line]
+def summaries_on(jsonl: Path, path: str) -> list[dict[str, Any]]:
+    """ssemedic's summaries of the streams requested on ``path``, in the order they ended."""
+    out = []
+    for obj in jsonl_objects(jsonl):
+        if obj.get("type") != "summary":
+            continue
+        _, _, url = str(obj.get("source", "")).partition(" ")
+        if urlsplit(url).path == path:
+            out.append(obj)
+    return out
 
 
-def panel_text(mitm_log: Path, flow: str) -> str:
-    """The end-of-stream panel printed after ``flow``'s completed/aborted line,
-    with the box drawing removed and whitespace collapsed, so text that rich
-    wrapped across lines reads as one."""
-    try:
-        text = re.sub(r"\x1b\[[0-9;]*m", "", mitm_log.read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        return ""
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        if re.match(rf"\[{flow}\] (completed|aborted):", line):
-            inside = True
-        elif inside:
-            out.append(line)
-            if line.startswith("╰"):
-                break
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", " ".join(out)).split())
+# -- one scenario through one mitmdump ----------------------------------------------------
 
 
-# -- checks -------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One scenario through one mitmdump: what each chat path and ssemedic saw."""
 
+    scenario: str
+    repair: bool
+    jsonl: Path
+    api: dict[str, Any] = field(default_factory=dict)
+    web: dict[str, Any] = field(default_factory=dict)
+    #: The ssemedic summaries new after each chat path, on this case's request path.
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"api": [], "web": []})
+    passed: int = 0
+    failures: list[str] = field(default_factory=list)
 
-class Checks:
-    def __init__(self) -> None:
-        self.failed = 0
-        self.passed = 0
+    @property
+    def name(self) -> str:
+        return f"{self.scenario} {'repair' if self.repair else 'inspect'}"
 
-    def check(self, name: str, ok: bool, detail: str = "") -> None:
+    @property
+    def model(self) -> str:
+        return f"{MITMDUMPS[self.repair]}.{self.scenario}"
+
+    @property
+    def request_path(self) -> str:
+        return base_path(self.scenario) + "/chat/completions"
+
+    def run(self, webui: WebUI, watch: dict[str, int], logs: Path) -> None:
+        for chat_path, send in (("api", api_path), ("web", webui_path)):
+            print(f"[e2e] {self.name}: {'API' if chat_path == 'api' else 'web-UI'} path, model {self.model}",
+                  flush=True)
+            before = {s.get("flow") for s in summaries_on(self.jsonl, self.request_path)}
+            started = time.monotonic()
+            result = send(webui, self.model)
+            result.setdefault("seconds", round(time.monotonic() - started, 2))
+            setattr(self, chat_path, result)
+            check_services(watch, logs)
+            # The summary is written when mitmdump ends the flow, which may
+            # come a moment after Open WebUI has what it needs.
+            deadline = time.monotonic() + SUMMARY_TIMEOUT
+            while True:
+                new = [s for s in summaries_on(self.jsonl, self.request_path) if s.get("flow") not in before]
+                if new or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self.streams[chat_path] = new
+
+    def check(self, what: str, ok: bool, detail: str = "") -> None:
         if ok:
             self.passed += 1
         else:
-            self.failed += 1
-        print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"\n      {detail}" if detail and not ok else ""), flush=True)
+            self.failures.append(what + (f"\n        {detail}" if detail else ""))
 
-    def equal_text(self, name: str, got: str, want: str) -> None:
-        if got == want:
-            self.check(name, True)
-            return
-        at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        self.check(name, False, f"got {len(got)} chars, want {len(want)}; first difference at {at}: "
-                                f"got {got[at:at + 40]!r}, want {want[at:at + 40]!r}")
+    def stream(self, chat_path: str) -> dict[str, Any]:
+        """The chat's one stream, or {} when there was not exactly one."""
+        found = self.streams[chat_path]
+        return found[0] if len(found) == 1 else {}
 
 
-def show(label: str, value: Any) -> None:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    print(f"  {label}: {text}")
+# -- expectations ----------------------------------------------------------------------
 
 
-def show_results(api: dict[str, Any], web: dict[str, Any], lines: list[str], summaries: list[dict[str, Any]],
-                 title: str = "") -> None:
-    """Print what the client received, what Open WebUI saved and what ssemedic logged."""
-    print(f"\n== {title}API path (what the client received)")
-    for key in ("status", "content_type", "seconds", "chunks", "bytes", "events", "done", "finish_reason", "errors",
-                "unparsed", "unfinished_event", "body", "reasoning", "text"):
-        if key in api:
-            show(key, api[key])
-    print(f"== {title}web-UI path (what Open WebUI saved)")
-    for key in ("chat_id", "seconds", "done", "error", "reasoning", "text"):
-        show(key, web[key])
-    print(f"== {title}ssemedic (mitmdump log)")
-    for line in lines:
-        print(f"  {line}")
-    print(f"== {title}ssemedic (JSONL summaries)")
-    for summary in summaries:
-        fields = {key: summary.get(key) for key in ("provider", "status", "complete", "finish_reason", "errors",
-                                                       "notes")}
-        show(f"{summary.get('flow', '?')[:6]}", fields)
-        for issue in summary.get("issues") or []:
-            show("  issue", f"{issue.get('kind')}: {issue.get('detail')}")
-        for fault in summary.get("faults") or []:
-            show("  fault", f"{fault.get('kind')} ({fault.get('severity')}, x{fault.get('count', 1)}): "
-                            f"{fault.get('message')}")
-        show("  text", summary.get("text", ""))
-    print()
+@dataclass(frozen=True)
+class Diagnosis:
+    """What ssemedic must say about a scenario's stream: its provider (and
+    where that came from), the fault kinds it must name, and the note the
+    repair must leave (None: the scenario needs no repair)."""
+
+    provider: str
+    provider_source: str
+    kinds: frozenset[str]
+    repair_note: str | None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--webui", required=True, help="Open WebUI's base URL")
-    parser.add_argument("--scenario", default="healthy")
-    parser.add_argument("--story", choices=["truncated"],
-                        help="check a story across two connections instead (see the module docstring)")
-    parser.add_argument("--mitm-log", type=Path, required=True, help="mitmdump's log (with --story: inspect-only)")
-    parser.add_argument("--jsonl", type=Path, required=True, help="ssemedic's JSONL (with --story: inspect-only)")
-    parser.add_argument("--repair-mitm-log", type=Path, help="with --story: the log of the mitmdump that repairs")
-    parser.add_argument("--repair-jsonl", type=Path, help="with --story: the JSONL of the mitmdump that repairs")
-    parser.add_argument("--logs", type=Path, required=True, help="folder with <name>.log per watched service")
-    parser.add_argument("--watch", action="append", default=[], metavar="NAME=PID",
-                        help="a service that must stay alive")
-    parser.add_argument("--health-timeout", type=float, default=180)
-    args = parser.parse_args(argv)
-    if args.story and not (args.repair_mitm_log and args.repair_jsonl):
-        parser.error("--story needs --repair-mitm-log and --repair-jsonl")
-    watch = {name: int(pid) for name, _, pid in (w.partition("=") for w in args.watch)}
-    webui = WebUI(args.webui)
-    try:
-        return run_story(webui, args, watch) if args.story else run(webui, args, watch)
-    except Failure as exc:
-        print(f"FAIL  {exc}", flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("[e2e] interrupted", flush=True)
-        return 130
+EXPECTED: dict[str, Diagnosis] = {
+    "healthy": Diagnosis("openai-chat", "request", frozenset(), None),
+    "truncated": Diagnosis("openai-chat", "request", frozenset({"truncated"}),
+                           "silent cut turned into an error event"),
+    # The upstream sends an error in the 200 stream (error-in-stream) and a
+    # [DONE] after it anyway (done-after-error).
+    "error-then-done": Diagnosis("openai-chat", "request", frozenset({"error-in-stream", "done-after-error"}),
+                                 "[DONE] after an error suppressed"),
+    "invalid-json": Diagnosis("openai-chat", "request", frozenset({"invalid-json"}),
+                              "event with invalid JSON dropped"),
+    # The path says OpenAI chat; the payload is Letta's, and its reply hides
+    # in a send_message tool call. A warning, not an error: the stream is whole.
+    LETTA: Diagnosis("letta", "payload", frozenset({"text-in-tool-call"}),
+                     "Letta event given the OpenAI chat chunk shape"),
+}
+ASSERTED = tuple(EXPECTED)
+
+#: What ssemedic's repair says in the error event it puts in place of a silent
+#: cut (addons/ssemedic/repair.py TRUNCATION_MESSAGE ends with this).
+REPAIR_MARK = "(repaired by ssemedic)"
+
+
+def _delivered_text(events: list[bytes]) -> str:
+    """The ``delta.content`` of the whole chat events among ``events``."""
+    out = []
+    for event in events:
+        if event.endswith(b"\n\n") and event.startswith(b"data: {"):
+            for choice in json.loads(event[6:])["choices"]:
+                out.append(choice["delta"].get("content") or "")
+    return "".join(out)
+
+
+#: What the truncated scenario delivers in whole events before it stops in
+#: the middle of the next one.
+TRUNCATED_TEXT = _delivered_text(_truncated_events("truncated"))
+
+
+def is_cut_answer(text: str) -> bool:
+    """Whether ``text`` is a non-empty, strict beginning of the healthy answer:
+    what the truncated scenario delivers before it stops."""
+    return 0 < len(text) < len(HEALTHY_TEXT) and HEALTHY_TEXT.startswith(text)
+
+
+def error_kinds(stream: dict[str, Any]) -> set[str]:
+    return {f.get("kind") for f in stream.get("faults") or [] if f.get("severity") == "error"}
+
+
+def check_diagnosis(case: Case) -> None:
+    """ssemedic saw one stream per chat and diagnosed it as EXPECTED says."""
+    want = EXPECTED[case.scenario]
+    for chat_path in ("api", "web"):
+        label = "API" if chat_path == "api" else "web-UI"
+        found = case.streams[chat_path]
+        case.check(f"ssemedic: one stream on {case.request_path} for the {label} chat", len(found) == 1,
+                   f"{len(found)} new summaries in {case.jsonl}: {[s.get('flow') for s in found]}")
+        stream = case.stream(chat_path)
+        if not stream:
+            continue
+        flow = str(stream.get("flow", ""))[:8]
+        got = (stream.get("provider"), stream.get("provider_source"))
+        case.check(f"ssemedic [{flow}] ({label}): provider {want.provider} from the {want.provider_source}",
+                   got == (want.provider, want.provider_source), f"got provider {got[0]} from the {got[1]}")
+        kinds = {f.get("kind") for f in stream.get("faults") or []}
+        case.check(f"ssemedic [{flow}] ({label}): diagnosed {', '.join(sorted(want.kinds)) or 'no fault'}",
+                   want.kinds <= kinds, f"missing {sorted(want.kinds - kinds)}; faults: {sorted(kinds)}")
+        unexpected = error_kinds(stream) - want.kinds
+        case.check(f"ssemedic [{flow}] ({label}): no other error-level fault", not unexpected,
+                   f"unexpected: {sorted(unexpected)}")
+        notes = [note for note in stream.get("notes") or [] if note.startswith("repaired:")]
+        if not case.repair:
+            case.check(f"ssemedic [{flow}] ({label}): nothing repaired", not notes, f"notes: {notes}")
+        elif want.repair_note:
+            case.check(f"ssemedic [{flow}] ({label}): repair note '{want.repair_note}'",
+                       any(want.repair_note in note for note in notes), f"notes: {notes}")
+
+
+def check_text(case: Case, what: str, got: str, want: str) -> None:
+    if got == want:
+        case.check(what, True)
+        return
+    at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    case.check(what, False, f"got {len(got)} chars, want {len(want)}; first difference at {at}: "
+                            f"got {got[at:at + 40]!r}, want {want[at:at + 40]!r}")
+
+
+def check_clean(case: Case, text: str) -> None:
+    """Both paths show ``text`` completely: no error, nothing unparsed."""
+    api, web = case.api, case.web
+    check_text(case, "API path: the streamed text", api["text"], text)
+    case.check("API path: HTTP 200, ended with [DONE], no error event, nothing unparsed",
+               api["status"] == 200 and api["done"] and not api["errors"] and not api["unparsed"],
+               f"status={api['status']} done={api['done']} errors={api['errors']} unparsed={api['unparsed']}")
+    check_text(case, "web-UI path: the saved text", web["text"], text)
+    case.check("web-UI path: saved as done, without an error", web["done"] is True and not web["error"],
+               f"done={web['done']!r} error={web['error']!r}")
+
+
+def expect_healthy(case: Case) -> None:
+    check_clean(case, HEALTHY_TEXT)
+
+
+def expect_truncated(case: Case) -> None:
+    api, web = case.api, case.web
+    check_text(case, "API path: the text of the whole events before the cut", api["text"], TRUNCATED_TEXT)
+    # Stripped at the end, as every saved answer (see expect_error_then_done).
+    check_text(case, "web-UI path: the saved text is that of the whole events before the cut, stripped",
+               web["text"], TRUNCATED_TEXT.strip())
+    if not case.repair:
+        case.check("API path: the cut arrives silently (HTTP 200, no error event, no [DONE])",
+                   api["status"] == 200 and not api["errors"] and not api["done"],
+                   f"status={api['status']} errors={api['errors']} done={api['done']}")
+        case.check("web-UI path: the cut answer is saved as complete, with no error",
+                   web["done"] is True and not web["error"], f"done={web['done']!r} error={web['error']!r}")
+    else:
+        errors = json.dumps(api["errors"], ensure_ascii=False)
+        case.check("API path: the client receives the error event that names the repair",
+                   api["status"] == 200 and REPAIR_MARK in errors, f"status={api['status']} errors={errors}")
+        content = json.dumps(web["error_content"], ensure_ascii=False)
+        case.check("web-UI path: the saved message has the error that names the repair",
+                   bool(web["error_content"]) and REPAIR_MARK in content, f"done={web['done']!r} error={web['error']!r}")
+
+
+def expect_error_then_done(case: Case) -> None:
+    api, web = case.api, case.web
+    check_text(case, "API path: the text before the error", api["text"], ERROR_THEN_DONE_TEXT)
+    case.check("API path: the upstream's error event reaches the client",
+               api["status"] == 200 and api["errors"] == [ERROR_OBJECT], f"errors={api['errors']}")
+    # The one difference the `done` repair makes for the client: no [DONE]
+    # after the error, so nothing claims the answer ended well.
+    if case.repair:
+        case.check("API path: no [DONE] after the error", not api["done"], f"done={api['done']}")
+    else:
+        case.check("API path: [DONE] after the error, as the upstream sent it", api["done"], f"done={api['done']}")
+    # The web-UI path strips the last text part when the stream ends (0.12.4
+    # utils/middleware.py, "Clean up the last message item"): the text before
+    # the error ends in a space, the saved one does not.
+    check_text(case, "web-UI path: the saved text is what came before the error, stripped", web["text"],
+               ERROR_THEN_DONE_TEXT.strip())
+    case.check("web-UI path: the saved message has the upstream's error", web["error_content"] == ERROR_OBJECT,
+               f"done={web['done']!r} error={web['error']!r}")
+
+
+def expect_invalid_json(case: Case) -> None:
+    api, web = case.api, case.web
+    check_text(case, "API path: the streamed text", api["text"], HEALTHY_TEXT)
+    check_text(case, "web-UI path: the saved text", web["text"], HEALTHY_TEXT)
+    case.check("web-UI path: saved as done, without an error", web["done"] is True and not web["error"],
+               f"done={web['done']!r} error={web['error']!r}")
+    case.check("API path: HTTP 200, ended with [DONE], no error event",
+               api["status"] == 200 and api["done"] and not api["errors"],
+               f"status={api['status']} done={api['done']} errors={api['errors']}")
+    # Open WebUI relays the garbage line to an API client as it is; the
+    # sanitize repair drops it before Open WebUI sees it.
+    want = 0 if case.repair else 1
+    case.check(f"API path: {want} event that is not JSON reached the client", api["unparsed"] == want,
+               f"unparsed={api['unparsed']}")
+
+
+def expect_letta(case: Case) -> None:
+    if case.repair:
+        check_clean(case, HEALTHY_TEXT)
+        return
+    api, web = case.api, case.web
+    check_text(case, "API path: the streamed text is empty (no choices[0].delta.content)", api["text"], "")
+    check_text(case, "web-UI path: the saved answer is empty", web["text"], "")
+    case.check("web-UI path: saved as done, without an error", web["done"] is True and not web["error"],
+               f"done={web['done']!r} error={web['error']!r}")
+
+
+EXPECT: dict[str, Callable[[Case], None]] = {
+    "healthy": expect_healthy,
+    "truncated": expect_truncated,
+    "error-then-done": expect_error_then_done,
+    "invalid-json": expect_invalid_json,
+    LETTA: expect_letta,
+}
+
+
+# -- the report -----------------------------------------------------------------------
+
+
+def describe_text(text: str) -> str:
+    if text == HEALTHY_TEXT:
+        return f"healthy ({len(text)})"
+    if not text:
+        return "empty"
+    if text in (ERROR_THEN_DONE_TEXT, ERROR_THEN_DONE_TEXT.strip()):
+        return f"text before error ({len(text)})"
+    if is_cut_answer(text):
+        return f"healthy cut ({len(text)}/{len(HEALTHY_TEXT)})"
+    return repr(text[:30] + "…" if len(text) > 30 else text)
+
+
+def describe_error(error: Any) -> str:
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("detail") or error
+    text = error if isinstance(error, str) else json.dumps(error, ensure_ascii=False)
+    return text if len(text) <= 28 else text[:27] + "…"
+
+
+def describe_api(api: dict[str, Any]) -> str:
+    out = [describe_text(api["text"])]
+    out += [f"error: {describe_error(e)}" for e in api["errors"]]
+    if api.get("unparsed"):
+        out.append(f"{api['unparsed']} not JSON")
+    out.append("[DONE]" if api["done"] else "no [DONE]")
+    return ", ".join(out)
+
+
+def describe_web(web: dict[str, Any]) -> str:
+    out = [describe_text(web["text"])]
+    if web["error"]:
+        out.append(f"error: {describe_error(web['error_content'])}")
+    return ", ".join(out)
+
+
+def describe_stream(case: Case) -> str:
+    """Provider and the faults that matter (error level, or expected) of each chat's stream."""
+    out = []
+    want = EXPECTED.get(case.scenario)
+    for chat_path in ("api", "web"):
+        stream = case.stream(chat_path)
+        if not stream:
+            out.append(f"{len(case.streams[chat_path])} streams")
+            continue
+        kinds = sorted(k for k in {f.get("kind") for f in stream.get("faults") or []}
+                       if k in error_kinds(stream) or (want and k in want.kinds))
+        out.append(f"{stream.get('provider')}: {', '.join(kinds) or '-'}")
+    return out[0] if out[0] == out[1] else " | ".join(out)
+
+
+def table(cases: list[Case]) -> str:
+    rows = [("scenario", "repair", "API path received", "web-UI path saved", "ssemedic (both streams)", "result")]
+    for case in cases:
+        verdict = ("FAIL" if case.failures else "PASS") if case.scenario in EXPECT else "shown"
+        rows.append((case.scenario, "yes" if case.repair else "no", describe_api(case.api), describe_web(case.web),
+                     describe_stream(case), verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def show_details(case: Case) -> None:
+    """Everything each side saw, for a case that failed or was not asserted."""
+    print(f"\n== {case.name}")
+    print(f"  API path:    {json.dumps(case.api, ensure_ascii=False)[:1500]}")
+    print(f"  web-UI path: {json.dumps(case.web, ensure_ascii=False)[:1500]}")
+    for chat_path in ("api", "web"):
+        for stream in case.streams[chat_path]:
+            faults = [f"{f.get('kind')} ({f.get('severity')})" for f in stream.get("faults") or []]
+            print(f"  ssemedic [{str(stream.get('flow'))[:8]}] ({chat_path}): provider {stream.get('provider')} "
+                  f"from the {stream.get('provider_source')}; faults {faults}; notes {stream.get('notes')}; "
+                  f"text {stream.get('text', '')[:80]!r}")
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def scenario_list(values: list[str]) -> list[str]:
+    """The scenarios named (repeatable, comma-separated), or every asserted one."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    for name in names:
+        if name not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return list(dict.fromkeys(names)) or list(ASSERTED)
+
+
+def connections(args: argparse.Namespace) -> int:
+    """Print Open WebUI's OPENAI_API_BASE_URLS, OPENAI_API_KEYS and
+    OPENAI_API_CONFIGS for the scenarios, one a line."""
+    urls: list[str] = []
+    configs: dict[str, dict[str, str]] = {}
+    for prefix, base in zip(MITMDUMPS, (args.inspect, args.repair), strict=True):
+        for scenario in scenario_list(args.scenario):
+            configs[str(len(urls))] = {"prefix_id": prefix}
+            urls.append(base.rstrip("/") + base_path(scenario))
+    print(";".join(urls))
+    print(";".join("dummy" for _ in urls))
+    print(json.dumps(configs))
+    return 0
 
 
 def sign_in(webui: WebUI, args: argparse.Namespace, watch: dict[str, int], wanted: list[str]) -> None:
@@ -422,208 +685,72 @@ def sign_in(webui: WebUI, args: argparse.Namespace, watch: dict[str, int], wante
     if not webui.token:
         raise Failure(f"signin returned no token: {signin!r}")
     models = [m.get("id") for m in webui.json("GET", "/api/models").get("data", [])]
-    for model in wanted:
-        if model not in models:
-            raise Failure(f"GET /api/models does not list {model!r}: {models}")
-    print(f"[e2e] signed in; models: {models}", flush=True)
+    missing = [model for model in wanted if model not in models]
+    if missing:
+        raise Failure(f"GET /api/models does not list {missing}: {models}")
+    print(f"[e2e] signed in; {len(models)} models: {', '.join(models)}", flush=True)
 
 
-def run(webui: WebUI, args: argparse.Namespace, watch: dict[str, int]) -> int:
-    model = args.scenario  # the demo upstream names its one model after the scenario
-    sign_in(webui, args, watch, [model])
-
-    print("[e2e] API path: POST /api/chat/completions, stream true", flush=True)
+def run(args: argparse.Namespace) -> int:
+    watch = {name: int(pid) for name, _, pid in (w.partition("=") for w in args.watch)}
+    webui = WebUI(args.webui)
+    jsonl = {False: args.inspect_jsonl, True: args.repair_jsonl}
+    cases = [Case(scenario, repair, jsonl[repair]) for scenario in scenario_list(args.scenario)
+             for repair in (False, True)]
     started = time.monotonic()
-    api = api_path(webui, model)
-    api["seconds"] = round(time.monotonic() - started, 2)
-    check_services(watch, args.logs)
-    print("[e2e] web-UI path: POST /api/chat/completions as the browser, then poll the saved chat", flush=True)
-    web = webui_path(webui, model)
-
-    # The summary of the last stream is written when mitmdump ends the flow,
-    # which may come a moment after Open WebUI has what it needs.
-    deadline = time.monotonic() + 10
-    while True:
-        lines, summaries = ssemedic_log(args.mitm_log, args.jsonl)
-        if len(summaries) >= 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.25)
-
-    show_results(api, web, lines, summaries)
-
-    if args.scenario != "healthy":
-        print(f"[e2e] scenario {args.scenario}: shown above, not asserted (only healthy is)")
-        return 0
-
-    checks = Checks()
-    checks.equal_text("API path: streamed text equals the upstream's answer", api.get("text", ""), HEALTHY_TEXT)
-    checks.check("API path: the stream ended with [DONE] and no error",
-                 bool(api.get("done")) and not api.get("errors"), f"done={api.get('done')} errors={api.get('errors')}")
-    checks.equal_text("web-UI path: saved message text equals the upstream's answer", web["text"] or "", HEALTHY_TEXT)
-    checks.check("web-UI path: saved as done, without an error", bool(web["done"]) and not web["error"],
-                 f"done={web['done']} error={web['error']}")
-    started_lines = [line for line in lines if "stream started:" in line and "/chat/completions" in line]
-    completed_lines = [line for line in lines if "] completed:" in line]
-    checks.check("ssemedic logged 'stream started' for both chats", len(started_lines) >= 2,
-                 f"{len(started_lines)} such lines in {args.mitm_log}")
-    checks.check("ssemedic logged 'completed' for both chats", len(completed_lines) >= 2,
-                 f"{len(completed_lines)} such lines in {args.mitm_log}")
-    matching = [s for s in summaries if s.get("text") == HEALTHY_TEXT]
-    checks.check("ssemedic JSONL: a summary per chat whose text equals the answer", len(matching) >= 2,
-                 f"{len(matching)} of {len(summaries)} summaries in {args.jsonl} have the answer's text")
-    print(f"\n{checks.passed} passed, {checks.failed} failed")
-    return 1 if checks.failed else 0
+    sign_in(webui, args, watch, [case.model for case in cases])
+    for case in cases:
+        case.run(webui, watch, args.logs)
+    print(f"[e2e] {2 * len(cases)} chats in {time.monotonic() - started:.1f} s", flush=True)
+    for case in cases:
+        if case.scenario in EXPECT:
+            check_diagnosis(case)
+            EXPECT[case.scenario](case)
+    for case in cases:
+        if case.failures or case.scenario not in EXPECT:
+            show_details(case)
+        for failure in case.failures:
+            print(f"FAIL  {case.name}: {failure}")
+    (args.logs / "results.json").write_text(json.dumps(
+        [{"case": c.name, "api": c.api, "web": c.web, "streams": c.streams, "failures": c.failures} for c in cases],
+        ensure_ascii=False, indent=1), encoding="utf-8")
+    passed = sum(case.passed for case in cases)
+    failed = sum(len(case.failures) for case in cases)
+    print(f"\n{table(cases)}\n")
+    unasserted = sorted({case.scenario for case in cases} - set(EXPECT))
+    if unasserted:
+        print(f"shown, not asserted (no expectation for them): {', '.join(unasserted)}")
+    print(f"{passed} checks passed, {failed} failed")
+    return 1 if failed else 0
 
 
-# -- the truncation story -----------------------------------------------------------
-
-#: What ssemedic's repair says in the error event it puts in place of a silent
-#: cut (addons/ssemedic/repair.py TRUNCATION_MESSAGE ends with this).
-REPAIR_MARK = "(repaired by ssemedic)"
-#: The repair note in the stream's summary (repair.py Repairer._ending).
-REPAIR_NOTE = "silent cut turned into an error event"
-
-
-def is_cut_answer(text: str) -> bool:
-    """Whether ``text`` is a non-empty, strict beginning of the healthy answer:
-    what the truncated scenario delivers before it stops."""
-    return 0 < len(text) < len(HEALTHY_TEXT) and HEALTHY_TEXT.startswith(text)
-
-
-class Leg:
-    """One connection of the story: its model, its mitmdump's outputs, and
-    what each chat path and ssemedic saw through it."""
-
-    def __init__(self, name: str, title: str, model: str, mitm_log: Path, jsonl: Path) -> None:
-        self.name, self.title, self.model = name, title, model
-        self.mitm_log, self.jsonl = mitm_log, jsonl
-        self.api: dict[str, Any] = {}
-        self.web: dict[str, Any] = {}
-        self.flows: dict[str, list[str]] = {"api": [], "web": []}
-
-    def run(self, webui: WebUI, watch: dict[str, int], logs: Path) -> None:
-        print(f"[e2e] {self.name}: API path with model {self.model}", flush=True)
-        before = started_flows(self.mitm_log)
-        started = time.monotonic()
-        self.api = api_path(webui, self.model)
-        self.api["seconds"] = round(time.monotonic() - started, 2)
-        check_services(watch, logs)
-        # The chat's stream is announced when its response headers arrive,
-        # before the client has anything; so every stream new in the log now
-        # belongs to this chat.
-        seen = started_flows(self.mitm_log)
-        self.flows["api"] = seen[len(before):]
-        print(f"[e2e] {self.name}: web-UI path with model {self.model}", flush=True)
-        self.web = webui_path(webui, self.model)
-        self.flows["web"] = started_flows(self.mitm_log)[len(seen):]
-        # The summary is written when mitmdump ends the flow, which may come a
-        # moment after Open WebUI has saved the message.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not all(
-            self.summary(flow) for flow in self.flows["api"] + self.flows["web"]
-        ):
-            time.sleep(0.25)
-
-    def flow(self, path: str) -> str:
-        """The one stream of a chat path, or "" when there was not exactly one."""
-        flows = self.flows[path]
-        return flows[0] if len(flows) == 1 else ""
-
-    def objects(self, kind: str, flow: str) -> list[dict[str, Any]]:
-        return [obj for obj in jsonl_objects(self.jsonl)
-                if flow and obj.get("type") == kind and str(obj.get("flow", "")).startswith(flow)]
-
-    def summary(self, flow: str) -> dict[str, Any]:
-        found = self.objects("summary", flow)
-        return found[-1] if found else {}
-
-    def fault_lines(self, flow: str, kind: str) -> list[str]:
-        lines, _ = ssemedic_log(self.mitm_log, self.jsonl)
-        return [line for line in lines if flow and line.startswith(f"[{flow}] FAULT {kind}")]
-
-    def show(self) -> None:
-        lines, summaries = ssemedic_log(self.mitm_log, self.jsonl)
-        show_results(self.api, self.web, lines, summaries, f"{self.title}: ")
-        print(f"  streams by chat path: API {self.flows['api']}, web-UI {self.flows['web']}")
-        for path in ("api", "web"):
-            panel = panel_text(self.mitm_log, self.flow(path))
-            notes = re.findall(r"note (.*?)(?= note |$)", panel)
-            print(f"  panel notes ({'API' if path == 'api' else 'web-UI'} stream): {notes or '(none)'}")
-        print()
-
-
-def run_story(webui: WebUI, args: argparse.Namespace, watch: dict[str, int]) -> int:
-    scenario = args.story
-    inspect = Leg("inspect-only", "inspect-only (mitmdump without repair)", f"inspect.{scenario}",
-                  args.mitm_log, args.jsonl)
-    repair = Leg("repair", "repair (mitmdump with ssemedic_repair=true)", f"repair.{scenario}",
-                 args.repair_mitm_log, args.repair_jsonl)
-    sign_in(webui, args, watch, [inspect.model, repair.model])
-    for leg in (inspect, repair):
-        leg.run(webui, watch, args.logs)
-    for leg in (inspect, repair):
-        leg.show()
-
-    checks = Checks()
-    for leg in (inspect, repair):
-        for path in ("api", "web"):
-            checks.check(f"{leg.name}: one ssemedic stream for the {'API' if path == 'api' else 'web-UI'} path chat",
-                         bool(leg.flow(path)), f"streams announced in {leg.mitm_log} meanwhile: {leg.flows[path]}")
-
-    # 1. Without repair: silent in Open WebUI, loud in ssemedic.
-    web, flow = inspect.web, inspect.flow("web")
-    checks.check("inspect-only, web-UI path: the cut stream is saved as a complete message with no error",
-                 web["done"] is True and not web["error"], f"done={web['done']!r} error={web['error']!r}")
-    checks.check("inspect-only, web-UI path: the saved text is the answer's beginning, cut short",
-                 is_cut_answer(web["text"] or ""), f"{len(web['text'] or '')} chars: {web['text']!r}")
-    checks.check(f"inspect-only, ssemedic log: 'FAULT truncated' for the web-UI chat's stream [{flow}]",
-                 bool(inspect.fault_lines(flow, "truncated")), f"no '[{flow}] FAULT truncated' in {inspect.mitm_log}")
-    checks.check(f"inspect-only, ssemedic JSONL: a fault of kind truncated for flow {flow}",
-                 any(f.get("kind") == "truncated" for f in inspect.objects("fault", flow)),
-                 f"faults of that flow in {inspect.jsonl}: {[f.get('kind') for f in inspect.objects('fault', flow)]}")
-    notes = [note for f in ("api", "web") for note in inspect.summary(inspect.flow(f)).get("notes") or []]
-    checks.check("inspect-only, ssemedic: nothing was repaired (no 'repaired:' note in either summary)",
-                 not any(note.startswith("repaired:") for note in notes), f"notes: {notes}")
-    api, flow = inspect.api, inspect.flow("api")
-    checks.check("inspect-only, API path: the client gets the cut silently (HTTP 200, no error event, no [DONE])",
-                 api.get("status") == 200 and not api.get("errors") and not api.get("done"),
-                 f"status={api.get('status')} errors={api.get('errors')} done={api.get('done')}")
-    checks.check("inspect-only, API path: the text received is the answer's beginning, cut short",
-                 is_cut_answer(api.get("text", "")), f"{len(api.get('text', ''))} chars: {api.get('text', '')!r}")
-    checks.check(f"inspect-only, ssemedic: the API chat's stream [{flow}] diagnosed truncated too (log and JSONL)",
-                 bool(inspect.fault_lines(flow, "truncated"))
-                 and any(f.get("kind") == "truncated" for f in inspect.objects("fault", flow)))
-
-    # 2. With repair: the cut reaches Open WebUI as an error it saves and shows.
-    web, flow = repair.web, repair.flow("web")
-    error = web["error"] if isinstance(web["error"], dict) else {}
-    content = error.get("content")
-    checks.check("repair, web-UI path: the saved message has the error ssemedic put in place of the cut "
-                 "(error.content non-empty, naming the repair)",
-                 bool(content) and REPAIR_MARK in json.dumps(content, ensure_ascii=False),
-                 f"done={web['done']!r} error={web['error']!r}")
-    checks.check("repair, web-UI path: the text before the cut is kept",
-                 is_cut_answer(web["text"] or ""), f"{len(web['text'] or '')} chars: {web['text']!r}")
-    checks.check(f"repair, ssemedic log: the stream [{flow}] was still diagnosed 'FAULT truncated'",
-                 bool(repair.fault_lines(flow, "truncated")), f"no '[{flow}] FAULT truncated' in {repair.mitm_log}")
-    checks.check(f"repair, ssemedic log: '{REPAIR_NOTE}' in the summary panel of [{flow}]",
-                 REPAIR_NOTE in panel_text(repair.mitm_log, flow),
-                 f"panel of [{flow}] in {repair.mitm_log}: {panel_text(repair.mitm_log, flow)[-300:]!r}")
-    notes = repair.summary(flow).get("notes") or []
-    checks.check(f"repair, ssemedic JSONL: the summary of flow {flow} notes '{REPAIR_NOTE}'",
-                 any(REPAIR_NOTE in note for note in notes), f"notes: {notes}")
-    api, flow = repair.api, repair.flow("api")
-    api_errors = json.dumps(api.get("errors"), ensure_ascii=False)
-    checks.check("repair, API path: the client receives the error event (data: {\"error\": ...}) naming the repair",
-                 api.get("status") == 200 and bool(api.get("errors")) and REPAIR_MARK in api_errors,
-                 f"status={api.get('status')} errors={api.get('errors')}")
-    checks.check("repair, API path: the text before the error is the answer's beginning",
-                 is_cut_answer(api.get("text", "")), f"{len(api.get('text', ''))} chars: {api.get('text', '')!r}")
-    checks.check(f"repair, ssemedic: the API chat's stream [{flow}] was repaired too (JSONL note)",
-                 any(REPAIR_NOTE in note for note in repair.summary(flow).get("notes") or []),
-                 f"notes: {repair.summary(flow).get('notes')}")
-    print(f"\n{checks.passed} passed, {checks.failed} failed")
-    return 1 if checks.failed else 0
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    conn = sub.add_parser("connections", help="print the Open WebUI connection settings, one a line")
+    conn.add_argument("--inspect", required=True, help="the inspect-only mitmdump's base URL")
+    conn.add_argument("--repair", required=True, help="the repairing mitmdump's base URL")
+    conn.add_argument("--scenario", action="append", default=[])
+    go = sub.add_parser("run", help="run the chats and check them")
+    go.add_argument("--webui", required=True, help="Open WebUI's base URL")
+    go.add_argument("--scenario", action="append", default=[],
+                    help=f"a demo upstream scenario (repeatable; default: {', '.join(ASSERTED)})")
+    go.add_argument("--inspect-jsonl", type=Path, required=True, help="the inspect-only mitmdump's ssemedic JSONL")
+    go.add_argument("--repair-jsonl", type=Path, required=True, help="the repairing mitmdump's ssemedic JSONL")
+    go.add_argument("--logs", type=Path, required=True, help="folder with <name>.log per watched service")
+    go.add_argument("--watch", action="append", default=[], metavar="NAME=PID", help="a service that must stay alive")
+    go.add_argument("--health-timeout", type=float, default=180)
+    args = parser.parse_args(argv)
+    if args.command == "connections":
+        return connections(args)
+    try:
+        return run(args)
+    except Failure as exc:
+        print(f"FAIL  {exc}", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("[e2e] interrupted", flush=True)
+        return 130
 
 
 if __name__ == "__main__":

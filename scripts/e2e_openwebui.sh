@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Opt-in end-to-end check with a real chat frontend: Open WebUI 0.12.4 talks
-# to scripts/demo_upstream.py through mitmdump running ssemedic in reverse
-# mode; scripts/e2e_openwebui.py drives one chat through Open WebUI's API path
-# and one through its web-UI path and checks what each side saw.
+# to scripts/demo_upstream.py through two mitmdumps running ssemedic in reverse
+# mode, one inspect-only and one with ssemedic_repair=true. Open WebUI has one
+# connection per scenario through each; scripts/e2e_openwebui.py sends one chat
+# through Open WebUI's API path and one through its web-UI path per scenario and
+# mitmdump, and checks what users see: the text (or error) Open WebUI relayed
+# and saved, and what ssemedic diagnosed. It fails on a wrong saved text, a
+# wrong or missing fault kind, or a wrong provider; a table ends the output.
 #
 # Not part of scripts/test: the first run installs Open WebUI (about 3 GB,
 # 4-5 minutes) into a cached venv outside the checkout; later runs reuse it.
 #
-# Usage: scripts/e2e_openwebui.sh [--scenario NAME | --story truncated] [--keep] [--install-only]
-#   --scenario NAME  a scripts/demo_upstream.py scenario (default healthy; only
-#                    healthy is asserted, any other is shown as Open WebUI saved it)
-#   --story truncated  the truncation story instead: the truncated scenario through
-#                    two mitmdumps, one inspect-only and one with ssemedic_repair=true,
-#                    as two connections of one Open WebUI; asserts that the cut is
-#                    silent in Open WebUI but diagnosed, and shown once repaired
+# Usage: scripts/e2e_openwebui.sh [--scenario NAME]... [--set OPTION=VALUE]... [--keep] [--install-only]
+#   --scenario NAME  run only this scripts/demo_upstream.py scenario (repeatable,
+#                    or comma-separated). Default: healthy, truncated,
+#                    error-then-done, invalid-json, letta-send-message, all
+#                    asserted; any other scenario is run and shown, not asserted
+#   --set OPTION=VALUE  an extra mitmdump option for both mitmdumps, e.g.
+#                    ssemedic_repairs=headers to see a scenario without a repair
 #   --keep           keep the temp dir with the logs even when every check passes
 #   --install-only   install (or verify) the cached Open WebUI venv and stop
 #
@@ -21,6 +25,7 @@
 #   SSEMEDIC_OPENWEBUI_VENV    the cached venv (default: ${XDG_CACHE_HOME:-~/.cache}/ssemedic/openwebui-venv)
 #   SSEMEDIC_OPENWEBUI_PYTHON  the Python 3.11 to create it with (default: python3.11, python3, pyenv)
 #   SSEMEDIC_E2E_TIMEOUT       seconds to wait for Open WebUI's /health (default 180)
+#   SSEMEDIC_E2E_DELAY         the demo upstream's seconds between writes (default 0.01)
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,33 +34,26 @@ OWUI_VERSION=0.12.4
 TORCH_VERSION=2.13.0
 OWUI_VENV="${SSEMEDIC_OPENWEBUI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ssemedic/openwebui-venv}"
 HEALTH_TIMEOUT="${SSEMEDIC_E2E_TIMEOUT:-180}"
-SCENARIO=healthy
-STORY=
+UPSTREAM_DELAY="${SSEMEDIC_E2E_DELAY:-0.01}"
+SCENARIO_ARGS=()
+MITM_SETS=()
 KEEP=0
 INSTALL_ONLY=0
 
-usage() { sed -n '10,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '14,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --scenario) [ $# -ge 2 ] || { usage >&2; exit 2; }; SCENARIO="$2"; shift 2 ;;
-        --scenario=*) SCENARIO="${1#*=}"; shift ;;
-        --story) [ $# -ge 2 ] || { usage >&2; exit 2; }; STORY="$2"; shift 2 ;;
-        --story=*) STORY="${1#*=}"; shift ;;
+        --scenario) [ $# -ge 2 ] || { usage >&2; exit 2; }; SCENARIO_ARGS+=(--scenario "$2"); shift 2 ;;
+        --scenario=*) SCENARIO_ARGS+=(--scenario "${1#*=}"); shift ;;
+        --set) [ $# -ge 2 ] || { usage >&2; exit 2; }; MITM_SETS+=(--set "$2"); shift 2 ;;
+        --set=*) MITM_SETS+=(--set "${1#*=}"); shift ;;
         --keep) KEEP=1; shift ;;
         --install-only) INSTALL_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
-
-case "$STORY" in
-    "") ;;
-    truncated)
-        [ "$SCENARIO" = healthy ] || { echo "--story and --scenario exclude each other" >&2; exit 2; }
-        SCENARIO=truncated ;;
-    *) echo "unknown story '$STORY'; known: truncated" >&2; exit 2 ;;
-esac
 
 START=$SECONDS
 say() { printf '[e2e +%3ds] %s\n' "$((SECONDS - START))" "$*"; }
@@ -133,11 +131,9 @@ VENV="${SSEMEDIC_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 DRIVER="$ROOT/scripts/e2e_openwebui.py"
 
-SCENARIOS="$("$PY" "$ROOT/scripts/demo_upstream.py" --list)"
-if ! cut -d' ' -f1 <<<"$SCENARIOS" | grep -qxF -- "$SCENARIO"; then
-    printf "unknown scenario '%s'; known:\n%s\n" "$SCENARIO" "$SCENARIOS" >&2
-    exit 2
-fi
+# Checks the scenario names before anything starts; the real URLs come later.
+"$PY" "$DRIVER" connections --inspect http://127.0.0.1:1 --repair http://127.0.0.1:2 "${SCENARIO_ARGS[@]}" \
+    >/dev/null || exit 2
 
 install_openwebui
 
@@ -184,64 +180,45 @@ start() {
 }
 
 UPSTREAM_PORT="$(free_port)"
+INSPECT_PORT="$(free_port)"
+REPAIR_PORT="$(free_port)"
 WEBUI_PORT="$(free_port)"
 # The services stop by themselves even if this script is killed with SIGKILL.
 LIFETIME=$((HEALTH_TIMEOUT + 600))
 
-say "demo upstream on 127.0.0.1:$UPSTREAM_PORT (scenario $SCENARIO)"
+say "demo upstream on 127.0.0.1:$UPSTREAM_PORT (a pause of $UPSTREAM_DELAY s between writes)"
 start upstream "$PY" "$ROOT/scripts/demo_upstream.py" --host 127.0.0.1 --port "$UPSTREAM_PORT" \
-    --max-seconds "$LIFETIME"
+    --delay "$UPSTREAM_DELAY" --max-seconds "$LIFETIME"
 UPSTREAM_PID=$LAST_PID
 
 # Starts mitmdump with ssemedic as service NAME on PORT, its JSONL to the file
-# JSONL, plus any extra mitmdump arguments; sets LAST_PID.
+# JSONL, plus any extra mitmdump arguments, then the --set options given to
+# this script; sets LAST_PID.
 start_mitmdump() {
     local name="$1" port="$2" jsonl="$3"; shift 3
     start "$name" timeout "$LIFETIME" "$VENV/bin/mitmdump" --mode "reverse:http://127.0.0.1:$UPSTREAM_PORT" \
         --listen-host 127.0.0.1 -p "$port" -s "$ROOT/addons/medic.py" \
-        --set "ssemedic_jsonl=$jsonl" --set ssemedic_max_text=0 "$@"
+        --set "ssemedic_jsonl=$jsonl" --set ssemedic_max_text=0 "$@" "${MITM_SETS[@]}"
 }
 
-# The demo upstream picks the scenario from a /s/<name>/ path prefix, so
-# Open WebUI sees one model named after the scenario.
-BASE_PATH=/v1
-[ "$SCENARIO" = healthy ] || BASE_PATH="/s/$SCENARIO/v1"
+say "mitmdump + ssemedic, inspect only, on 127.0.0.1:$INSPECT_PORT -> upstream ${MITM_SETS[*]}"
+start_mitmdump mitmdump-inspect "$INSPECT_PORT" "$TMP/inspect.jsonl"
+INSPECT_PID=$LAST_PID
+say "mitmdump + ssemedic, ssemedic_repair=true, on 127.0.0.1:$REPAIR_PORT -> upstream ${MITM_SETS[*]}"
+start_mitmdump mitmdump-repair "$REPAIR_PORT" "$TMP/repair.jsonl" --set ssemedic_repair=true
+REPAIR_PID=$LAST_PID
 
-if [ -z "$STORY" ]; then
-    MITM_PORT="$(free_port)"
-    say "mitmdump + ssemedic on 127.0.0.1:$MITM_PORT -> upstream"
-    start_mitmdump mitmdump "$MITM_PORT" "$TMP/events.jsonl"
-    MITM_PID=$LAST_PID
-    CONNECTION_URL="http://127.0.0.1:$MITM_PORT$BASE_PATH"
-    CONNECTION=(OPENAI_API_BASE_URL="$CONNECTION_URL" OPENAI_API_KEY=dummy)
-    DRIVER_ARGS=(--scenario "$SCENARIO" --mitm-log "$TMP/mitmdump.log" --jsonl "$TMP/events.jsonl")
-    WATCH=(--watch "upstream=$UPSTREAM_PID" --watch "mitmdump=$MITM_PID")
-else
-    INSPECT_PORT="$(free_port)"
-    REPAIR_PORT="$(free_port)"
-    say "mitmdump + ssemedic, inspect only, on 127.0.0.1:$INSPECT_PORT -> upstream"
-    start_mitmdump mitmdump-inspect "$INSPECT_PORT" "$TMP/inspect.jsonl"
-    INSPECT_PID=$LAST_PID
-    say "mitmdump + ssemedic, ssemedic_repair=true, on 127.0.0.1:$REPAIR_PORT -> upstream"
-    start_mitmdump mitmdump-repair "$REPAIR_PORT" "$TMP/repair.jsonl" --set ssemedic_repair=true
-    REPAIR_PID=$LAST_PID
-    # Two connections to the same scenario: their prefix_id keeps the one model
-    # apart as inspect.<scenario> and repair.<scenario>, and Open WebUI strips
-    # the prefix again before it calls the upstream.
-    CONNECTION_URL="http://127.0.0.1:$INSPECT_PORT$BASE_PATH (inspect.$SCENARIO), http://127.0.0.1:$REPAIR_PORT$BASE_PATH (repair.$SCENARIO)"
-    CONNECTION=(
-        OPENAI_API_BASE_URLS="http://127.0.0.1:$INSPECT_PORT$BASE_PATH;http://127.0.0.1:$REPAIR_PORT$BASE_PATH"
-        OPENAI_API_KEYS="dummy;dummy"
-        OPENAI_API_CONFIGS='{"0": {"prefix_id": "inspect"}, "1": {"prefix_id": "repair"}}'
-    )
-    DRIVER_ARGS=(--story "$STORY"
-                 --mitm-log "$TMP/mitmdump-inspect.log" --jsonl "$TMP/inspect.jsonl"
-                 --repair-mitm-log "$TMP/mitmdump-repair.log" --repair-jsonl "$TMP/repair.jsonl")
-    WATCH=(--watch "upstream=$UPSTREAM_PID" --watch "mitmdump-inspect=$INSPECT_PID"
-           --watch "mitmdump-repair=$REPAIR_PID")
-fi
+# One connection per scenario per mitmdump: the prefix_id (inspect or repair)
+# keeps the scenario's one model apart as inspect.<scenario> and
+# repair.<scenario>, and Open WebUI strips it again before it calls the upstream.
+mapfile -t CONNECTION < <("$PY" "$DRIVER" connections --inspect "http://127.0.0.1:$INSPECT_PORT" \
+    --repair "http://127.0.0.1:$REPAIR_PORT" "${SCENARIO_ARGS[@]}")
+[ "${#CONNECTION[@]}" = 3 ] || { say "could not build the connection settings"; exit 1; }
+CONNECTION_COUNT=$(tr ';' '\n' <<<"${CONNECTION[0]}" | wc -l)
+CONNECTION=(OPENAI_API_BASE_URLS="${CONNECTION[0]}" OPENAI_API_KEYS="${CONNECTION[1]}"
+            OPENAI_API_CONFIGS="${CONNECTION[2]}")
 
-say "Open WebUI on 127.0.0.1:$WEBUI_PORT -> $CONNECTION_URL (data in $TMP/webui-data)"
+say "Open WebUI on 127.0.0.1:$WEBUI_PORT with $CONNECTION_COUNT connections (data in $TMP/webui-data)"
 mkdir -p "$TMP/webui-data"
 SECRET="$("$PY" -c 'import secrets; print(secrets.token_hex(32))')"
 # The headless, offline, auth-less environment from shared/openwebui.md.
@@ -262,9 +239,10 @@ start openwebui env \
 WEBUI_PID=$LAST_PID
 
 set +e
-"$PY" "$DRIVER" \
-    --webui "http://127.0.0.1:$WEBUI_PORT" "${DRIVER_ARGS[@]}" \
-    "${WATCH[@]}" --watch "openwebui=$WEBUI_PID" \
+"$PY" "$DRIVER" run --webui "http://127.0.0.1:$WEBUI_PORT" "${SCENARIO_ARGS[@]}" \
+    --inspect-jsonl "$TMP/inspect.jsonl" --repair-jsonl "$TMP/repair.jsonl" \
+    --watch "upstream=$UPSTREAM_PID" --watch "mitmdump-inspect=$INSPECT_PID" \
+    --watch "mitmdump-repair=$REPAIR_PID" --watch "openwebui=$WEBUI_PID" \
     --logs "$TMP" --health-timeout "$HEALTH_TIMEOUT"
 STATUS=$?
 set -e

@@ -183,6 +183,23 @@ def test_openai_sdk_lists_the_scenario_as_model(base: str) -> None:
     assert [model.id for model in client.models.list()] == ["healthy"]
 
 
+def test_openai_sdk_on_a_letta_router_base(base: str) -> None:
+    """An OpenAI client whose base URL is a router's Letta agent lists the
+    agent's scenario and streams it from the same base."""
+    client = openai.OpenAI(base_url=base + "/api/v1/agents/agent-1/proxy", api_key="x", max_retries=0)
+    assert [model.id for model in client.models.list()] == ["letta-send-message"]
+    client = openai.OpenAI(base_url=base + "/s/healthy/api/v1/agents/agent-1/proxy", api_key="x", max_retries=0)
+    assert [model.id for model in client.models.list()] == ["healthy"]
+    with client.chat.completions.create(model="healthy", messages=MESSAGES, stream=True,
+                                        extra_query=FAST) as stream:
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == demo.HEALTHY_TEXT
+
+
+def test_models_only_next_to_a_chat_route(base: str, client: httpx.Client) -> None:
+    for path in ("/api/models", "/v1/agents/agent-1/models", "/v1beta/models"):
+        assert client.get(base + path).status_code == 404, path
+
+
 def test_non_stream_returns_chat_completion(base: str, client: httpx.Client) -> None:
     response = client.post(base + CHAT, json=chat(stream=False), params=FAST)
     assert response.status_code == 200
