@@ -410,7 +410,7 @@ EXPECTED: dict[str, Diagnosis] = {
 ASSERTED = tuple(EXPECTED)
 
 #: What ssemedic's repair says in the error event it puts in place of a silent
-#: cut (addons/ssemedic/repair.py TRUNCATION_MESSAGE ends with this).
+#: cut (addons/ssemedic/core/repair.py TRUNCATION_MESSAGE ends with this).
 REPAIR_MARK = "(repaired by ssemedic)"
 
 
