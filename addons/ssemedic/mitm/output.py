@@ -220,17 +220,20 @@ class Reporter:
 
     def _summary_text(self, stream: Pipeline, report: dict[str, Any]) -> str:
         t = report["timing"]
+        chars = report.get("chars") or {}
         lines = [
             f"[{stream.flow_id[:6]}] summary: {report['provider']} · HTTP {report['status']} · "
             f"{t['events']} events · {t['bytes']:,} bytes · {t['chunks']} chunks · "
             f"TTFB {_ms(t['ttfb_ms'])} · TTFT {_ms(t['ttft_ms'])} · duration {_ms(t['duration_ms'])} · "
             f"gap p50 {_ms(t['gap_p50_ms'])} p99 {_ms(t['gap_p99_ms'])} max {_ms(t['gap_max_ms'])}",
-            f"  text: {clip(report['text'], self.max_text) or '(none)'}",
+            f"  text: {clip(report['text'], self.max_text) or '(none)'}{_cut(report['text'], chars.get('text'))}",
         ]
         if report["reasoning"]:
-            lines.append(f"  reasoning: {clip(report['reasoning'], self.max_text)}")
+            cut = _cut(report["reasoning"], chars.get("reasoning"))
+            lines.append(f"  reasoning: {clip(report['reasoning'], self.max_text)}{cut}")
         for call in report["tool_calls"]:
-            lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)})")
+            cut = _cut(call["arguments"], call.get("arguments_chars"))
+            lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)}){cut}")
         lines.append(f"  finish: {report['finish_reason']} · usage: {json.dumps(report['usage'], ensure_ascii=False)}")
         for error in report["errors"]:
             lines.append(f"  error: {error['message']}")
@@ -251,6 +254,13 @@ class Reporter:
     def _offset(self, stream: Pipeline, at: float | None) -> str:
         seconds = self._seconds(stream, at)
         return "" if seconds is None else f" +{seconds:.3f}s"
+
+
+def _cut(kept: str, total: int | None) -> str:
+    """A note that only a prefix of the content was kept, or nothing."""
+    if total is None or total <= len(kept):
+        return ""
+    return f" [cut: only the first {len(kept):,} of {total:,} chars were kept]"
 
 
 def _ms(value: float | None) -> str:
