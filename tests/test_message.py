@@ -104,7 +104,7 @@ def test_kept_content_is_the_prefix_and_the_counts_are_exact(parts: list[Part], 
     for part in parts:
         message.add(part)
     for kind, cls in (("text", Text), ("reasoning", Reasoning), ("refusal", Refusal)):
-        full = "".join(p.text for p in parts if isinstance(p, cls))  # type: ignore[union-attr]
+        full = "".join(p.text for p in parts if isinstance(p, cls))
         assert getattr(message, kind) == full[:keep], kind
         assert message.chars()[kind] == len(full)
         assert message.cut().get(kind, 0) == max(len(full) - keep, 0)

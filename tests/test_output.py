@@ -19,9 +19,10 @@ from rich.console import Console
 from ssemedic.mitm import output
 
 from ssemedic.files import report
+from ssemedic.core.message import KEPT_CHARS
 from ssemedic.core.pipeline import Pipeline
 from ssemedic.mitm.output import EventLineLimit, Reporter, TokenBucket
-from test_message import ARGUMENTS, BIG, BIG_BODY, KEPT_CHARS
+from test_message import ARGUMENTS, BIG, BIG_BODY
 
 BODY = sse_event({"object": "chat.completion.chunk", "model": "gpt-4o",
                   "choices": [{"index": 0, "delta": {"content": "Привет"}, "finish_reason": "stop"}]}) + b"data: [DONE]\n\n"
