@@ -305,6 +305,8 @@ class StreamSession:
             "finish_reason": message["finish_reason"],
             "errors": message["errors"],
             "model": message["model"],
+            "chars": message["chars"],
+            "cut": message["cut"],
             "complete": self.complete,
             "timing": self.timing().to_dict(),
             "issues": [

@@ -70,16 +70,28 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
     row("finish", f"{ending} · {_end_state(report)}", "" if report["complete"] else "yellow")
     if report["usage"]:
         row("usage", json.dumps(report["usage"], ensure_ascii=False))
+    chars = report.get("chars") or {}
     if report["reasoning"]:
-        row("reasoning", trim(report["reasoning"], max_text), "dim italic")
-    row("text", trim(report["text"], max_text) if report["text"] else "(no text)", "" if report["text"] else "dim")
+        row("reasoning", _content(report["reasoning"], chars.get("reasoning"), max_text), "dim italic")
+    if report["text"]:
+        row("text", _content(report["text"], chars.get("text"), max_text))
+    else:
+        row("text", "(no text)", "dim")
     if report["refusal"]:
-        row("refusal", trim(report["refusal"], max_text), "magenta")
+        row("refusal", _content(report["refusal"], chars.get("refusal"), max_text), "magenta")
     for call in report["tool_calls"]:
-        row("tool call", f"{call['name']}({trim(call['arguments'], max_text)})")
+        row("tool call", f"{call['name']}({_content(call['arguments'], call.get('arguments_chars'), max_text)})")
     for result in report["tool_results"]:
         label = "tool error" if result["is_error"] else "tool result"
-        row(label, f"{result['name'] or result['tool_call_id'] or '?'} → {trim(result['content'], max_text)}")
+        content = _content(result["content"], result.get("content_chars"), max_text)
+        row(label, f"{result['name'] or result['tool_call_id'] or '?'} → {content}")
+    cut = report.get("cut") or {}
+    if cut.get("tool_call_parts_dropped"):
+        row("cut", f"{cut['tool_call_parts_dropped']:,} parts of tool calls beyond the first "
+            f"{len(report['tool_calls']):,} not kept", "yellow")
+    if cut.get("tool_results_dropped"):
+        row("cut", f"{cut['tool_results_dropped']:,} tool results beyond the first "
+            f"{len(report['tool_results']):,} not kept", "yellow")
     for error in report["errors"]:
         kind = f"[{error['type']}] " if error.get("type") else ""
         row("error", f"{kind}{error['message']}", "bold red")
@@ -94,6 +106,17 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
     for note in report["notes"]:
         row("note", note, "dim")
     return out
+
+
+def _content(kept: str, total: int | None, limit: int) -> str:
+    """Kept content, trimmed to ``limit`` characters (0: all of it). When the
+    stream kept only a prefix (``total``, the full length, is more), says how
+    much was cut, so the panel never passes a prefix off as the whole."""
+    if total is None or total <= len(kept):
+        return trim(kept, limit)
+    shown = kept[:limit] if limit > 0 else kept
+    return (f"{shown}… (+{total - len(shown):,} chars; cut: only the first {len(kept):,} "
+            f"of {total:,} chars were kept)")
 
 
 def _end_state(report: dict[str, Any]) -> str:

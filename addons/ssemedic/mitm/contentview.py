@@ -145,6 +145,11 @@ def _field(label: str, value: str) -> str:
     return f"  {label:<{_LABEL_WIDTH}}{value.replace(chr(10), indent)}"
 
 
+def _cut(total: int, keep: int) -> str:
+    """A note after content whose first ``keep`` of ``total`` characters were kept."""
+    return f"\n… cut: only the first {keep:,} of {total:,} chars were kept" if total > keep else ""
+
+
 def message_lines(session: StreamSession, notes: Iterable[str] = ()) -> list[str]:
     """The assembled message, then every parse issue and note."""
     message = session.message
@@ -152,19 +157,22 @@ def message_lines(session: StreamSession, notes: Iterable[str] = ()) -> list[str
     if message.model or message.response_id:
         lines.append(_field("model", " · ".join(x for x in (message.model, message.response_id) if x)))
     if message.reasoning:
-        lines.append(_field("reasoning", message.reasoning))
+        lines.append(_field("reasoning", message.reasoning + _cut(message.reasoning_chars, message.keep)))
     via = f" (via {', '.join(message.text_via)})" if message.text_via else ""
-    lines.append(_field("text" + via, message.text) if message.text else _field("text", "(none)"))
+    text = message.text + _cut(message.text_chars, message.keep)
+    lines.append(_field("text" + via, text) if message.text else _field("text", "(none)"))
     if message.refusal:
-        lines.append(_field("refusal", message.refusal))
+        lines.append(_field("refusal", message.refusal + _cut(message.refusal_chars, message.keep)))
     for call in message.tool_calls.values():
-        error = call.arguments_error
-        validity = "valid JSON" if error is None else f"invalid JSON: {error}"
         ident = f" (id {call.id})" if call.id else ""
-        lines.append(_field("tool call", f"{call.name or '?'}{ident} [{validity}]\n{call.arguments}"))
-    for result in message.tool_results:
+        lines.append(_field("tool call", f"{call.name or '?'}{ident} [{call.validity}]\n{call.arguments}"))
+    for what, count in message.cut().items():
+        if what.endswith("_dropped"):
+            lines.append(_field("cut", f"{count:,} {what.removesuffix('_dropped').replace('_', ' ')} not kept"))
+    for result, length in zip(message.tool_results, message.tool_result_lengths):
         who = result.name or result.tool_call_id or "?"
-        lines.append(_field("tool error" if result.is_error else "tool result", f"{who} → {result.content}"))
+        cut = _cut(length, len(result.content))
+        lines.append(_field("tool error" if result.is_error else "tool result", f"{who} → {result.content}{cut}"))
     if message.usage:
         lines.append(_field("usage", json.dumps(message.usage, ensure_ascii=False)))
     ending = " · ".join(message.markers) if message.markers else ""

@@ -6,14 +6,22 @@ Per-event lines are plain f-strings written straight to the stream: rich is
 only used for the end-of-stream panel, so the per-chunk work on mitmproxy's
 event loop stays small. The panel is drawn on the event loop too, one per
 turn of it (see ``_draw_panel``).
+
+Per-event lines are rate limited (``EventLineLimit``): past the rate they are
+dropped and counted, and the log says how many. Only event lines are: the
+lifecycle lines, faults and summaries always go out, and the JSONL gets every
+event (it is a file the user asked for, not a terminal to read).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+import weakref
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from rich.console import Console
@@ -34,6 +42,98 @@ _COLORS = {"dim": "2", "cyan": "36", "green": "32", "yellow": "33", "red": "31",
 #: What the note line for a stream's quiet faults says about them (faults.QUIET).
 QUIET_NOTE = "normal on real servers; harmless to robust clients"
 
+#: Per-event log lines per second, per flow and for the whole proxy, and the
+#: burst each may write at once. A line costs about 10 µs to describe, format
+#: and write (measured: a 20,000-event stream took 28 µs per event with every
+#: line, 19 µs with the summary only and 20 µs limited) and no one reads 100
+#: lines a second; the burst lets a whole ordinary answer (a few hundred
+#: events) through unthinned. Past the rate, lines are dropped and counted;
+#: the proxy-wide cap keeps 50 streams at once from flooding the terminal.
+FLOW_LINES_PER_SECOND = 100.0
+FLOW_LINES_BURST = 500.0
+PROXY_LINES_PER_SECOND = 500.0
+PROXY_LINES_BURST = 1000.0
+#: A flow's "… N event lines not shown" note comes at most this often while
+#: lines are being dropped (and once more at the end), not before every line let through.
+DROP_NOTE_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def refill(self, now: float) -> None:
+        if self.at is not None and now > self.at:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now if self.at is None or now > self.at else self.at
+
+
+@dataclass(slots=True)
+class _FlowLines:
+    """One flow's share of the event-line limit and what it dropped."""
+
+    bucket: TokenBucket
+    dropped: int = 0  # in all
+    unreported: int = 0  # since the last note
+    noted_at: float | None = None
+
+
+class EventLineLimit:
+    """Decides which per-event lines go out: a token bucket per flow and one
+    for the proxy; a line needs a token from both. ``clock`` is any monotonic
+    clock in seconds."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        flow_rate: float = FLOW_LINES_PER_SECOND,
+        flow_burst: float = FLOW_LINES_BURST,
+        proxy_rate: float = PROXY_LINES_PER_SECOND,
+        proxy_burst: float = PROXY_LINES_BURST,
+    ) -> None:
+        self.clock = clock
+        self.flow_rate, self.flow_burst = flow_rate, flow_burst
+        self.proxy = TokenBucket(proxy_rate, proxy_burst)
+        # Keyed by the Pipeline itself, so a flow that never finishes leaves nothing behind.
+        self._flows: weakref.WeakKeyDictionary[Pipeline, _FlowLines] = weakref.WeakKeyDictionary()
+
+    def allow(self, stream: Pipeline) -> tuple[bool, int]:
+        """Whether ``stream`` may write an event line now, and how many of
+        its lines were dropped since the last note, if that note is due now."""
+        flow = self._flows.get(stream)
+        if flow is None:
+            flow = self._flows[stream] = _FlowLines(TokenBucket(self.flow_rate, self.flow_burst))
+        now = self.clock()
+        flow.bucket.refill(now)
+        self.proxy.refill(now)
+        if flow.bucket.tokens < 1 or self.proxy.tokens < 1:
+            flow.dropped += 1
+            flow.unreported += 1
+            if flow.noted_at is None:
+                flow.noted_at = now  # the first drop starts the wait for the first note
+            return False, 0
+        flow.bucket.tokens -= 1
+        self.proxy.tokens -= 1
+        if flow.unreported and flow.noted_at is not None and now - flow.noted_at >= DROP_NOTE_SECONDS:
+            unreported, flow.unreported, flow.noted_at = flow.unreported, 0, now
+            return True, unreported
+        return True, 0
+
+    def finish(self, stream: Pipeline) -> tuple[int, int]:
+        """Forget ``stream``; return its dropped lines in all and those not yet noted."""
+        flow = self._flows.pop(stream, None)
+        return (0, 0) if flow is None else (flow.dropped, flow.unreported)
+
 
 class Reporter:
     """Implements live.Sink: formats what happens and writes it out.
@@ -52,6 +152,7 @@ class Reporter:
         color: bool | None = None,
         defer: Callable[[Callable[[], None]], object] | None = None,
         redact: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if level not in LOG_LEVELS:
             raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}")
@@ -65,6 +166,8 @@ class Reporter:
         # Credentials only appear in lifecycle lines and summaries (URLs,
         # notes, errors), so those are redacted; event lines stay cheap.
         self.redact = redact
+        #: Which per-event lines go out (``clock``: a monotonic clock, for the rate).
+        self.limit = EventLineLimit(clock)
         # Under the event loop, lines are flushed once per loop turn rather
         # than one write system call per line.
         self._flush_scheduled = False
@@ -96,10 +199,14 @@ class Reporter:
             self._line(stream, "cyan", self._safe(
                 f"provider {session.provider}, from the payload; the path suggested {session.provider_guess}"))
         if self.level == "events":
-            t = self._offset(stream, record.time)
-            meaning = describe(record.parts, self.max_text)
-            style = "red" if "ERROR" in meaning or "MALFORMED" in meaning else ""
-            self._line(stream, style, f"#{record.index}{t} {clip(record.event.event, 40)}: {meaning}")
+            allowed, dropped = self.limit.allow(stream)
+            if dropped:
+                self._line(stream, "dim", f"… {_lines(dropped)} not shown (rate limit)")
+            if allowed:
+                t = self._offset(stream, record.time)
+                meaning = describe(record.parts, self.max_text)
+                style = "red" if "ERROR" in meaning or "MALFORMED" in meaning else ""
+                self._line(stream, style, f"#{record.index}{t} {clip(record.event.event, 40)}: {meaning}")
         if self.jsonl is not None:
             self._write_json({
                 "type": "event",
@@ -120,6 +227,12 @@ class Reporter:
         report = stream.report()
         if self.redact:
             report = redact_data(report)
+        dropped, unreported = self.limit.finish(stream)
+        if dropped:
+            where = "the JSONL has them all" if self.jsonl is not None else "ssemedic_jsonl would keep them all"
+            if unreported:
+                self._line(stream, "dim", f"… {_lines(unreported)} not shown (rate limit)")
+            report["notes"].append(f"{_lines(dropped)} not shown (rate limit); {where}")
         timing = report["timing"]
         quiet = [str(f.kind) for f in stream.session.faults if f.quiet]
         if quiet:
@@ -220,22 +333,27 @@ class Reporter:
 
     def _summary_text(self, stream: Pipeline, report: dict[str, Any]) -> str:
         t = report["timing"]
+        chars = report.get("chars") or {}
         lines = [
             f"[{stream.flow_id[:6]}] summary: {report['provider']} · HTTP {report['status']} · "
             f"{t['events']} events · {t['bytes']:,} bytes · {t['chunks']} chunks · "
             f"TTFB {_ms(t['ttfb_ms'])} · TTFT {_ms(t['ttft_ms'])} · duration {_ms(t['duration_ms'])} · "
             f"gap p50 {_ms(t['gap_p50_ms'])} p99 {_ms(t['gap_p99_ms'])} max {_ms(t['gap_max_ms'])}",
-            f"  text: {clip(report['text'], self.max_text) or '(none)'}",
+            f"  text: {clip(report['text'], self.max_text) or '(none)'}{_cut(report['text'], chars.get('text'))}",
         ]
         if report["reasoning"]:
-            lines.append(f"  reasoning: {clip(report['reasoning'], self.max_text)}")
+            cut = _cut(report["reasoning"], chars.get("reasoning"))
+            lines.append(f"  reasoning: {clip(report['reasoning'], self.max_text)}{cut}")
         for call in report["tool_calls"]:
-            lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)})")
+            cut = _cut(call["arguments"], call.get("arguments_chars"))
+            lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)}){cut}")
         lines.append(f"  finish: {report['finish_reason']} · usage: {json.dumps(report['usage'], ensure_ascii=False)}")
         for error in report["errors"]:
             lines.append(f"  error: {error['message']}")
         for fault in report["faults"]:
             lines.append(f"  fault: {fault['kind']} ({fault['severity']}): {fault['message']} — fix: {fault['hint']}")
+        for note in report["notes"]:
+            lines.append(f"  note: {note}")
         return "\n".join(lines)
 
     def _write_json(self, obj: dict[str, Any]) -> None:
@@ -251,6 +369,17 @@ class Reporter:
     def _offset(self, stream: Pipeline, at: float | None) -> str:
         seconds = self._seconds(stream, at)
         return "" if seconds is None else f" +{seconds:.3f}s"
+
+
+def _lines(count: int) -> str:
+    return f"{count:,} event line{'s' * (count != 1)}"
+
+
+def _cut(kept: str, total: int | None) -> str:
+    """A note that only a prefix of the content was kept, or nothing."""
+    if total is None or total <= len(kept):
+        return ""
+    return f" [cut: only the first {len(kept):,} of {total:,} chars were kept]"
 
 
 def _ms(value: float | None) -> str:
