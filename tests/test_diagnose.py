@@ -967,3 +967,57 @@ def test_report_on_a_flow_whose_client_hung_up_is_not_truncated(
     [report] = report_json(capsys, path)
     assert report["complete"] is False
     assert "truncated" not in [f["kind"] for f in report["faults"]]
+
+
+# -- the diagnoser takes values, not a session ------------------------------------------
+
+
+def _outcome(provider: str, *, complete: bool, size: int = 100, events: int = 3, **rules: Any) -> Any:
+    from dataclasses import replace
+
+    from ssemedic.core import providers
+    from ssemedic.core.handoff import Outcome
+    from ssemedic.core.message import Message
+    from ssemedic.core.parts import Text
+
+    message = Message()
+    message.add(Text("hi"))
+    return Outcome(replace(providers.get(provider), **rules), "sse", complete, message, size, events, size, None)
+
+
+def test_the_diagnoser_works_from_values_alone() -> None:
+    from ssemedic.core.diagnose import Diagnoser
+    from ssemedic.core.events import IssueKind, ParseIssue
+
+    diagnoser = Diagnoser()
+    diagnoser.chunk('data: {"x": "П'.encode()[:-1], 14, True)
+    diagnoser.issues([ParseIssue(IssueKind.INCOMPLETE_EVENT, 14, "cut"), ParseIssue(IssueKind.BOM, 0, "bom")])
+    diagnoser.end(_outcome("openai-chat", complete=False), clean=True)
+    assert [(f.kind, f.offset) for f in diagnoser.faults] == [
+        (FaultKind.UTF8_SPLIT, 14), (FaultKind.EVENT_SPLIT, 14), (FaultKind.BOM, 0), (FaultKind.TRUNCATED, 100)]
+
+
+def _diagnose_end(provider: str, *, complete: bool, **rules: Any) -> list[FaultKind]:
+    """The faults of a stream of one event with text that ended cleanly."""
+    from ssemedic.core.diagnose import Diagnoser
+    from ssemedic.core.events import ServerSentEvent
+    from ssemedic.core.handoff import EventRecord
+    from ssemedic.core.parts import Text
+
+    diagnoser = Diagnoser()
+    diagnoser.event(EventRecord(0, None, ServerSentEvent(), (Text("hi"),)))
+    diagnoser.end(_outcome(provider, complete=complete, **rules), clean=True)
+    return [f.kind for f in diagnoser.faults]
+
+
+def test_missing_done_follows_the_providers_end_marker_not_its_name() -> None:
+    assert _diagnose_end("openai-chat", complete=True) == [FaultKind.MISSING_DONE]
+    assert _diagnose_end("anthropic", complete=True) == []
+    assert _diagnose_end("anthropic", complete=True, end_marker="[DONE]") == [FaultKind.MISSING_DONE]
+    assert _diagnose_end("openai-chat", complete=True, end_marker=None) == []
+
+
+def test_a_provider_without_a_terminal_signal_is_never_called_cut() -> None:
+    assert _diagnose_end("openai-chat", complete=False) == [FaultKind.TRUNCATED]
+    assert _diagnose_end("generic", complete=False) == []
+    assert _diagnose_end("openai-chat", complete=False, terminal=None) == []

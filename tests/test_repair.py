@@ -347,6 +347,62 @@ def test_done_is_left_alone_for_an_unknown_format(medic: Any) -> None:
     assert b"".join(sent) == body
 
 
+# -- the Repairer itself, sans-IO: values in, bytes out ---------------------------------------
+
+
+def repair(body: bytes, repairs: frozenset[Repair] = ALL_REPAIRS, shape: str = "letta",
+           **session: Any) -> tuple[bytes, Repairer]:
+    """``body`` through a StreamSession and a Repairer, one byte at a time, as the pipeline wires them."""
+    from ssemedic.core.session import StreamSession
+
+    stream, repairer, out = StreamSession(**session), Repairer(repairs, shape), []
+    for i in range(len(body)):
+        repairer.hold(body[i : i + 1])
+        records = stream.feed(body[i : i + 1])
+        out.append(repairer.feed(body[i : i + 1], records, stream.boundary, stream.rules))
+    out.append(repairer.end(stream.close(), stream.outcome(), clean=True))
+    return b"".join(out), repairer
+
+
+CHAT_NDJSON = b"".join(json.dumps(p).encode() + b"\n" for p in (
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+
+
+def test_the_end_marker_is_appended_in_the_streams_own_framing() -> None:
+    out, repairer = repair(CHAT_NDJSON, path=CHAT_PATH, content_type="application/x-ndjson")
+    assert out == CHAT_NDJSON + b"[DONE]\n"  # a line, not an SSE block in an NDJSON body
+    assert repairer.changes["missing [DONE] appended"] == 1
+    sse = b"".join(sse_event(json.loads(line)) for line in CHAT_NDJSON.splitlines())
+    assert repair(sse, path=CHAT_PATH)[0] == sse + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("name", ["anthropic", "gemini", "letta", "ollama", "openai-chat", "openai-responses"])
+def test_a_silent_cut_ends_with_the_providers_own_error_event(name: str) -> None:
+    from ssemedic.core import providers
+
+    framing = providers.get(name).framing
+    out, repairer = repair(b"\n", provider=name)
+    assert out == b"\n" + providers.get(name).error_event(framing, TRUNCATION_MESSAGE)
+    assert repairer.changes["silent cut turned into an error event"] == 1
+
+
+def test_the_letta_rewrite_starts_when_the_payload_shows_letta() -> None:
+    letta = sse_event({"message_type": "assistant_message", "id": "m1", "content": "hi"})
+    out, repairer = repair(letta + b"data: [DONE]\n\n", shape="openai", path=CHAT_PATH)
+    chunks = [json.loads(data) for _, data in events_of(out) if data != "[DONE]"]
+    assert [c["choices"][0]["delta"] for c in chunks] == [{"content": "hi"}, {}]
+    assert chunks[0]["message_type"] == "assistant_message" and chunks[1]["choices"][0]["finish_reason"] == "stop"
+    without = frozenset(ALL_REPAIRS - {Repair.LETTA})
+    assert repair(letta + b"data: [DONE]\n\n", without, shape="openai", path=CHAT_PATH)[0] == (
+        letta + b"data: [DONE]\n\n")
+
+
+def test_a_bad_letta_shape_is_refused_when_the_repairer_is_made() -> None:
+    with pytest.raises(ValueError, match="letta_shape must be 'openai' or 'letta', not 'auto'"):
+        Repairer(ALL_REPAIRS, "auto")
+
+
 def test_letta_reply_in_send_message_also_arrives_as_assistant_message(medic: Any) -> None:
     chunks = writes("letta-send-message")
     sent, f = repaired(medic, chunks, path=LETTA_PATH, request=b'{"messages": []}')

@@ -172,3 +172,38 @@ def test_any_bytes_any_chunking_any_provider_same_summary_never_raises(
     chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)])]
     whole = summary_without_timing(run_session([body], provider=provider))
     assert summary_without_timing(run_session(chunks, provider=provider)) == whole
+
+
+# -- what the session hands on -----------------------------------------------------------
+
+
+def test_rules_follow_the_provider_when_the_payload_overrides_the_guess() -> None:
+    letta = sse_event({"message_type": "assistant_message", "id": "m1", "content": "hi"})
+    session = StreamSession(path="/v1/chat/completions", content_type="text/event-stream")
+    assert session.rules.name == "openai-chat"
+    session.feed(letta)
+    assert (session.provider, session.rules.name, session.provider_source) == ("letta", "letta", "payload")
+
+
+def test_boundary_is_where_the_whole_blocks_end_in_every_chunking() -> None:
+    for name, chunks in chunkings(BODY):
+        session = StreamSession(content_type="text/event-stream")
+        assert session.boundary == 0
+        fed = 0
+        for chunk in chunks:
+            session.feed(chunk)
+            fed += len(chunk)
+            ends = [i + 2 for i in range(len(BODY) - 1) if BODY[i : i + 2] == b"\n\n" and i + 2 <= fed]
+            assert session.boundary == (ends[-1] if ends else 0), (name, fed)
+
+
+def test_outcome_is_the_streams_result_as_values() -> None:
+    session = run_session([BODY[:-14]], path="/v1/chat/completions")  # without data: [DONE]
+    outcome = session.outcome()
+    assert outcome.provider is session.rules and outcome.provider.end_marker == "[DONE]"
+    assert (outcome.framing, outcome.complete, outcome.bytes, outcome.events, outcome.boundary) == (
+        "sse", True, len(BODY) - 14, 2, len(BODY) - 14)
+    assert outcome.message is session.message
+    assert outcome.line_endings == {"lf": 4, "crlf": 0, "cr": 0}
+    ndjson = run_session([ndjson_line({"model": "m", "response": "x", "done": True})], path="/api/generate")
+    assert ndjson.outcome().line_endings is None and ndjson.outcome().framing == "ndjson"

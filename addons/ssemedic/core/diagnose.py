@@ -1,8 +1,9 @@
 """Diagnosis: a stream's record in, faults out, as the stream goes by.
 
 Strategy: the session calls one method per step it takes (headers, each
-chunk, each event, the end) and the diagnoser looks only at what that step
-adds, so the work per chunk stays small. Each fault kind is reported once, at
+chunk, each event, new parse issues, the end), passing that step's values
+(never itself), and the diagnoser looks only at what the step adds, so the
+work per chunk stays small. Each fault kind is reported once, at
 its first occurrence (with its event index or offset); ``counts`` keeps how
 often it happened.
 """
@@ -10,15 +11,12 @@ often it happened.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
-from .faults import Fault, FaultKind
 from .events import IssueKind, ParseIssue
+from .faults import Fault, FaultKind
+from .handoff import EventRecord, Outcome
 from .parts import TOKEN_PARTS, Done, Error, Malformed
-
-if TYPE_CHECKING:
-    from .session import EventRecord, StreamSession
 
 #: Default silence between events that counts as a stall, in seconds.
 DEFAULT_STALL_SECONDS = 10.0
@@ -69,7 +67,7 @@ class Diagnoser:
         self._error_seen = False
         self._last_event_time: float | None = None
         self._token_times: list[float] = []
-        self._issues_seen = 0
+        self._incomplete = False  # the parser reported an unfinished last event
         self._payload_seen = False  # whether any event carried a part (not only pings)
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
@@ -97,19 +95,26 @@ class Diagnoser:
             self.add(FaultKind.WRONG_CONTENT_TYPE,
                      f"a {actual} body served as {h.get('content-type', '(no Content-Type)')}; expected {expected}")
 
-    def chunk(self, session: StreamSession, data: bytes) -> None:
-        """After the session parsed one chunk ending at ``session.bytes``."""
-        end = session.bytes
+    def chunk(self, data: bytes, end: int, inside_block: bool) -> None:
+        """After the session parsed one chunk ``data`` ending at stream offset
+        ``end``; ``inside_block`` is the parser's word on whether it ended
+        inside an event (it keeps this as it goes: never search its buffer
+        here, or a large event in small chunks costs quadratic time)."""
         if splits_a_character(data):
             self.add(FaultKind.UTF8_SPLIT, "a chunk ended inside a character", offset=end)
-        parser = session.parser
-        # The parser keeps this as it goes: never search its buffer here, or a
-        # large event in small chunks costs quadratic time.
-        if parser is not None and parser.inside_block:
+        if inside_block:
             self.add(FaultKind.EVENT_SPLIT, "a chunk ended inside an event", offset=end)
-        self._issues(session)
 
-    def event(self, session: StreamSession, record: EventRecord) -> None:
+    def issues(self, new: Iterable[ParseIssue]) -> None:
+        """Parse issues the session's parser found since the last call."""
+        for issue in new:
+            if issue.kind == IssueKind.INCOMPLETE_EVENT:
+                self._incomplete = True
+            kind = _ISSUE_FAULTS.get(issue.kind)
+            if kind is not None:
+                self.add(kind, issue.detail, offset=issue.offset)
+
+    def event(self, record: EventRecord) -> None:
         tokens = False
         if record.parts:
             self._payload_seen = True
@@ -132,40 +137,42 @@ class Diagnoser:
                 self.add(FaultKind.STALL, f"{time - last:.1f} s without events before event "
                          f"#{record.index} (threshold {self.stall_after:g} s)", event_index=record.index)
 
-    def end(self, session: StreamSession, *, clean: bool, client_gone: bool = False) -> None:
-        """The stream ended; ``clean`` is False when the connection broke.
-        When the client hung up (``client_gone``), an unfinished stream is the
-        client's doing, not the upstream's: no truncation faults then."""
-        from .providers import GENERIC
-
-        self._issues(session)
-        self._line_endings(session)
-        message = session.message
-        incomplete = any(i.kind == IssueKind.INCOMPLETE_EVENT for i in session.issues)
-        known = session.provider != GENERIC
-        if not clean and known and session.complete and not incomplete:
+    def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False) -> None:
+        """The stream ended (its last issues already given); ``clean`` is False
+        when the connection broke. When the client hung up (``client_gone``),
+        an unfinished stream is the client's doing, not the upstream's: no
+        truncation faults then."""
+        if outcome.line_endings:
+            self._line_endings(outcome.line_endings)
+        message = outcome.message
+        complete = outcome.complete
+        incomplete = self._incomplete
+        # A format without a terminal signal cannot be judged cut or empty.
+        known = outcome.provider.terminal is not None
+        if not clean and known and complete and not incomplete:
             clean = True  # the connection broke only after the stream had ended
-        empty = None if client_gone or not clean or incomplete else self._emptiness(session, known)
+        empty = None if client_gone or not clean or incomplete else self._emptiness(outcome, known)
         if client_gone:
             pass
         elif not clean:
-            self.add(FaultKind.TRUNCATED, "the connection broke before the stream ended", offset=session.bytes)
+            self.add(FaultKind.TRUNCATED, "the connection broke before the stream ended", offset=outcome.bytes)
         elif incomplete:
-            self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=session.bytes)
+            self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=outcome.bytes)
         elif empty is not None:
-            self.add(FaultKind.EMPTY_RESPONSE, empty, offset=session.bytes)
-        elif known and not session.complete and not message.errors:
-            self.add(FaultKind.TRUNCATED, _unfinished(session), offset=session.bytes)
-        if (session.provider == "openai-chat" and clean and not client_gone and session.complete
-                and "[DONE]" not in message.markers and not message.errors):
-            self.add(FaultKind.MISSING_DONE, "", offset=session.bytes)
+            self.add(FaultKind.EMPTY_RESPONSE, empty, offset=outcome.bytes)
+        elif known and not complete and not message.errors:
+            self.add(FaultKind.TRUNCATED, _unfinished(outcome), offset=outcome.bytes)
+        marker = outcome.provider.end_marker
+        if (marker is not None and clean and not client_gone and complete
+                and marker not in message.markers and not message.errors):
+            self.add(FaultKind.MISSING_DONE, "", offset=outcome.bytes)
         for call in message.tool_calls.values():
-            problem = call.arguments_error if not client_gone or session.complete else None
+            problem = call.arguments_error if not client_gone or complete else None
             if problem is not None:
                 self.add(FaultKind.INVALID_TOOL_ARGUMENTS, f"{call.name or call.key}: {problem}")
         if message.text_via:
             self.add(FaultKind.TEXT_IN_TOOL_CALL, "reply text arrived via " + ", ".join(message.text_via))
-        if (known and clean and session.complete and not message.errors and not message.text
+        if (known and clean and complete and not message.errors and not message.text
                 and not message.reasoning and not message.tool_calls and not message.refusal):
             ending = f"finish_reason {message.finish_reason}" if message.finish_reason else "its terminal signal"
             self.add(FaultKind.EMPTY_RESPONSE, f"the stream ended normally ({ending}) with nothing in it")
@@ -178,31 +185,19 @@ class Diagnoser:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _emptiness(self, session: StreamSession, known: bool) -> str | None:
+    def _emptiness(self, outcome: Outcome, known: bool) -> str | None:
         """Why a cleanly ended stream is empty (no event with a payload), or None.
         Such a stream is no cut answer but no answer at all: nothing was sent."""
-        if session.event_count and (self._payload_seen or not known):
+        events, size = outcome.events, outcome.bytes
+        if events and (self._payload_seen or not known):
             return None
-        if not session.bytes:
+        if not size:
             return "the body was empty: not one event"
-        if not session.event_count:
-            return f"{session.bytes:,} bytes of comments or blank lines (keep-alives), not one event"
-        return f"{session.event_count} event{'s' * (session.event_count > 1)}, none with a payload (keep-alive pings)"
+        if not events:
+            return f"{size:,} bytes of comments or blank lines (keep-alives), not one event"
+        return f"{events} event{'s' * (events > 1)}, none with a payload (keep-alive pings)"
 
-    def _issues(self, session: StreamSession) -> None:
-        issues: list[ParseIssue] = session.issues
-        if len(issues) == self._issues_seen:
-            return  # nothing new: the usual case, after every chunk
-        for issue in issues[self._issues_seen :]:
-            kind = _ISSUE_FAULTS.get(issue.kind)
-            if kind is not None:
-                self.add(kind, issue.detail, offset=issue.offset)
-        self._issues_seen = len(issues)
-
-    def _line_endings(self, session: StreamSession) -> None:
-        endings = getattr(session.parser, "line_endings", None)
-        if not endings:
-            return
+    def _line_endings(self, endings: Mapping[str, int]) -> None:
         used = [kind for kind, n in endings.items() if n]
         if endings["cr"]:
             self.add(FaultKind.CR_LINE_ENDINGS, f"{endings['cr']} lines end with a bare CR")
@@ -210,15 +205,13 @@ class Diagnoser:
             self.add(FaultKind.MIXED_LINE_ENDINGS, ", ".join(f"{n} {kind.upper()}" for kind, n in endings.items() if n))
 
 
-def _unfinished(session: StreamSession) -> str:
+def _unfinished(outcome: Outcome) -> str:
     """What a known provider's stream that ended cleanly but incomplete did and
     did not send: an end marker may have come without the signal that ends
     the answer (OpenAI's ``[DONE]`` without any ``finish_reason``); the
     provider names what is missing."""
-    from .providers import get
-
-    markers = session.message.markers
+    markers = outcome.message.markers
     if markers:
-        marker = f"data: {markers[-1]}" if session.framing == "sse" else markers[-1]
-        return f"{marker} arrived, but {get(session.provider).missing_terminal}"
-    return f"the {session.provider} stream ended without its terminal signal"
+        marker = f"data: {markers[-1]}" if outcome.framing == "sse" else markers[-1]
+        return f"{marker} arrived, but {outcome.provider.missing_terminal}"
+    return f"the {outcome.provider.name} stream ended without its terminal signal"

@@ -308,7 +308,8 @@ class Pipeline:
         records = self.session.feed(data, at)
         self._emit(records)
         if self.rewriting:
-            repaired = self.repairer.feed(self.session, data, records) if self.repairer is not None else data
+            repaired = (self.repairer.feed(data, records, self.session.boundary, self.session.rules)
+                        if self.repairer is not None else data)
             self._unforwarded = None
             self._out.append(repaired)
         self._since_progress += 1
@@ -326,7 +327,7 @@ class Pipeline:
         records = self.session.close(at, clean=self.error is None, client_gone=client_gone)
         self._emit(records)
         if self.repairer is not None:
-            self._out.append(self.repairer.end(self.session, records, clean=self.error is None))
+            self._out.append(self.repairer.end(records, self.session.outcome(), clean=self.error is None))
 
     def _emit(self, records: Iterable[EventRecord]) -> None:
         for record in records:

@@ -7,36 +7,27 @@ raw bytes. That region is forwarded with the chosen events replaced,
 dropped or followed by new ones, and the bytes between events (comments,
 blank lines, skipped oversized events) passed as they are. So the client
 only ever receives whole events, and nothing is lost that was not dropped on
-purpose. Sans-IO: bytes and session records in, bytes out.
+purpose. Sans-IO: bytes, event records and the parser's boundary in, bytes
+out.
 
-The ``letta`` repair delivers a Letta reply in the shape the client reads
-(``letta_shape``). ``letta``: after the event that completes a reply hidden
-in ``send_message`` (or found only in ``steps_messages``), an
-``assistant_message`` event with its text is added. ``openai``: for clients
-of an OpenAI-style router (Open WebUI, the OpenAI SDKs read only
-``choices[0].delta``), every Letta event becomes an OpenAI chat chunk that
-*keeps all its Letta fields* and adds ``object: chat.completion.chunk`` and
-``choices: [{index, delta, finish_reason}]``: the reply as
-``delta.content``, reasoning as ``delta.reasoning_content``, ``delta: {}``
-for events without text (so ``choices[0]`` always exists). A custom client
-reading ``message_type`` or ``assistant_message.content`` still finds them:
-nothing the upstream sent is removed. A ``finish_reason`` chunk comes before
-``[DONE]``. ``auto`` (the option's default) means ``openai`` when the request
-path ends in ``/chat/completions``, ``letta`` otherwise.
+Providers own what differs between them (see ``providers/base.py``): the
+error event the ``done`` repair sends instead of a silent cut, the end marker
+it appends, and the provider's own rewrite (the ``letta`` repair, written in
+``providers/letta.py``). Nothing here decides by a provider's name.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
 
 from .events import BOM
-from .parts import Done, Error, Malformed, Reasoning, Stop, Text
-
-if TYPE_CHECKING:
-    from .session import EventRecord, StreamSession
+from .handoff import EventRecord, Outcome
+from .parts import Done, Error, Malformed
+from .providers.base import Provider, Rewriter
+from .providers.letta import LETTA_SHAPES as LETTA_SHAPES  # re-exported for the option
+from .providers.letta import check_shape
+from .providers.letta import letta_shape as letta_shape
 
 
 class Repair(StrEnum):
@@ -46,7 +37,7 @@ class Repair(StrEnum):
     DECOMPRESS = "decompress"  # forward a compressed stream uncompressed
     SANITIZE = "sanitize"  # drop events with invalid JSON, replace invalid UTF-8
     DONE = "done"  # [DONE] only after success; a proper error instead of a silent cut
-    LETTA = "letta"  # send_message text also as an assistant_message event
+    LETTA = "letta"  # a Letta reply in the shape its client reads (providers/letta.py)
 
 
 ALL_REPAIRS = frozenset(Repair)
@@ -54,18 +45,6 @@ ALL_REPAIRS = frozenset(Repair)
 BODY_REPAIRS = frozenset(ALL_REPAIRS - {Repair.HEADERS, Repair.DECOMPRESS})
 #: The unforwarded buffer may grow to this before it is flushed as it is.
 MAX_HELD = 8 * 1024 * 1024
-
-LETTA_SHAPES = ("auto", "openai", "letta")
-
-
-def letta_shape(option: str, path: str) -> str:
-    """``openai`` or ``letta``: the shape the ``letta`` repair writes for a request on ``path``."""
-    if option not in LETTA_SHAPES:
-        raise ValueError(f"{option!r} is not one of {', '.join(LETTA_SHAPES)}")
-    if option != "auto":
-        return option
-    return "openai" if path.split("?", 1)[0].rstrip("/").endswith("/chat/completions") else "letta"
-
 
 TRUNCATION_MESSAGE = "the upstream closed the stream before it was complete (repaired by ssemedic)"
 
@@ -87,37 +66,12 @@ def parse_repairs(value: str) -> frozenset[Repair]:
     return frozenset(chosen)
 
 
-def error_event(provider: str, framing: str, message: str) -> bytes:
-    """An error event in the provider's own shape (what its clients expect)."""
-    payload: dict[str, Any]
-    event = None
-    if provider == "anthropic":
-        event, payload = "error", {"type": "error", "error": {"type": "api_error", "message": message}}
-    elif provider == "openai-responses":
-        event, payload = "error", {"type": "error", "code": "upstream_truncated", "message": message, "param": None}
-    elif provider == "letta":
-        payload = {"message_type": "error_message", "error_type": "upstream_truncated", "message": message}
-    elif provider == "gemini":
-        payload = {"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}
-    elif provider == "ollama":
-        payload = {"error": message}
-    else:
-        payload = {"error": {"message": message, "type": "upstream_error", "code": "upstream_truncated"}}
-    data = json.dumps(payload, ensure_ascii=False)
-    if framing == "ndjson":
-        return (data + "\n").encode()
-    return ((f"event: {event}\n" if event else "") + f"data: {data}\n\n").encode()
-
-
 class Repairer:
     """Rewrites one stream's body; see the module docstring."""
 
     def __init__(self, repairs: frozenset[Repair], letta_shape: str = "letta") -> None:
-        if letta_shape not in ("openai", "letta"):
-            raise ValueError(f"letta_shape must be 'openai' or 'letta', not {letta_shape!r}")
         self.repairs = repairs
-        self.letta_shape = letta_shape
-        self._finish_sent = False
+        self.letta_shape = check_shape(letta_shape)
         self.body = bool(repairs & BODY_REPAIRS)
         #: What was changed, by kind of change, for the log and flow metadata.
         self.changes: Counter[str] = Counter()
@@ -126,18 +80,20 @@ class Repairer:
         self._error_seen = False
         self._done_seen = False
         self._gave_up = False
+        #: The provider's own rewrite, made when its first event comes.
+        self._rewriter: tuple[Provider, Rewriter] | None = None
 
     # -- feeding --------------------------------------------------------------
 
-    def feed(self, session: StreamSession, data: bytes, records: list[EventRecord]) -> bytes:
-        """Bytes to send after ``data`` (already fed to ``session``) produced ``records``."""
+    def feed(self, data: bytes, records: list[EventRecord], boundary: int, provider: Provider) -> bytes:
+        """Bytes to send after the chunk ``data`` was parsed into ``records``;
+        ``boundary`` is where the parser's whole blocks now end (the session's
+        ``boundary``) and ``provider`` the stream's provider record."""
         if not self.body:
             return data
         if self._gave_up:
             return self._flush_all()
-        parser = session.parser
-        boundary = parser.boundary if parser is not None else self._held_at
-        out = self._region(session, boundary, records)
+        out = self._region(provider, boundary, records)
         if self._held and Repair.REFRAME in self.repairs:
             self.changes["partial event held back until whole"] += 1
         if len(self._held) > MAX_HELD:
@@ -151,12 +107,11 @@ class Repairer:
         if self.body:
             self._held += data
 
-    def end(self, session: StreamSession, records: list[EventRecord], *, clean: bool) -> bytes:
+    def end(self, records: list[EventRecord], outcome: Outcome, *, clean: bool) -> bytes:
         """Bytes to send when the stream ends; ``clean`` is False for a broken connection."""
         if not self.body:
             return b""
-        parser = session.parser
-        out = self._region(session, parser.boundary if parser is not None else self._held_at, records)
+        out = self._region(outcome.provider, outcome.boundary, records)
         rest = bytes(self._held)
         self._held.clear()
         if rest.strip(b"\r\n"):
@@ -167,12 +122,12 @@ class Repairer:
         elif rest:
             out += self._normalise(rest, first=False) if Repair.NORMALISE in self.repairs else rest
         if Repair.DONE in self.repairs and clean:
-            out += self._ending(session)
+            out += self._ending(outcome)
         return out
 
     # -- internals --------------------------------------------------------------
 
-    def _region(self, session: StreamSession, boundary: int, records: list[EventRecord]) -> bytes:
+    def _region(self, provider: Provider, boundary: int, records: list[EventRecord]) -> bytes:
         """Forward the whole blocks before ``boundary``, applying the repairs."""
         size = boundary - self._held_at
         if size <= 0:
@@ -187,7 +142,7 @@ class Repairer:
             if offset < cursor or offset + len(event.raw) > len(region):
                 continue  # not in this region (cannot happen; be safe)
             pieces.append(region[cursor:offset])
-            pieces.append(self._event(session, record))
+            pieces.append(self._event(provider, record))
             cursor = offset + len(event.raw)
         pieces.append(region[cursor:])
         out = b"".join(pieces)
@@ -203,7 +158,7 @@ class Repairer:
         self._held_at = boundary
         return out
 
-    def _event(self, session: StreamSession, record: EventRecord) -> bytes:
+    def _event(self, provider: Provider, record: EventRecord) -> bytes:
         raw = record.event.raw
         parts = record.parts
         if any(isinstance(p, Error) for p in parts):
@@ -218,65 +173,23 @@ class Repairer:
                 self.changes["[DONE] after an error suppressed"] += 1
                 return b""
             self._done_seen = True
-        if Repair.LETTA in self.repairs and session.provider == "letta" and self.letta_shape == "openai":
-            return self._openai_chunk(record)
-        if Repair.LETTA in self.repairs and session.provider == "letta":
-            texts = [p.text for p in parts if isinstance(p, Text) and p.via is not None]
-            if texts:
-                self.changes["assistant_message added for send_message text"] += 1
-                payload = {"message_type": "assistant_message", "content": "".join(texts),
-                           "id": f"ssemedic-{record.index}"}
-                return raw + f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+        if Repair.LETTA in self.repairs and provider.rewriter is not None:
+            if self._rewriter is None or self._rewriter[0] is not provider:
+                self._rewriter = (provider, provider.rewriter(self.letta_shape))
+            return self._rewriter[1].rewrite(record.index, record.event, parts, self.changes)
         return raw
 
-    def _openai_chunk(self, record: EventRecord) -> bytes:
-        """One Letta event as an OpenAI chat chunk that keeps its Letta fields."""
-        parts = record.parts
-        if any(isinstance(p, Done) and p.marker == "[DONE]" for p in parts):
-            return self._finish_chunk() + record.event.raw
-        try:
-            payload = json.loads(record.event.data)
-        except (ValueError, RecursionError):
-            return record.event.raw
-        if not isinstance(payload, dict) or "choices" in payload:
-            return record.event.raw
-        delta: dict[str, str] = {}
-        text = "".join(p.text for p in parts if isinstance(p, Text))
-        reasoning = "".join(p.text for p in parts if isinstance(p, Reasoning))
-        if reasoning:
-            delta["reasoning_content"] = reasoning
-        if text:
-            delta["content"] = text
-        finish = "stop" if any(isinstance(p, Stop) for p in parts) and not self._finish_sent else None
-        if finish:
-            self._finish_sent = True
-        self.changes["Letta event given the OpenAI chat chunk shape"] += 1
-        chunk = {**payload, "object": "chat.completion.chunk", "created": payload.get("created", 0),
-                 "model": payload.get("model", "letta"),
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        chunk.setdefault("id", f"ssemedic-{record.index}")
-        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
-
-    def _finish_chunk(self) -> bytes:
-        if self._finish_sent:
-            return b""
-        self._finish_sent = True
-        chunk = {"id": "ssemedic-finish", "object": "chat.completion.chunk", "created": 0, "model": "letta",
-                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        return f"data: {json.dumps(chunk)}\n\n".encode()
-
-    def _ending(self, session: StreamSession) -> bytes:
-        """What a cleanly closed stream still lacks: [DONE], or an error instead of a silent cut."""
-        from .providers import GENERIC
-
-        if session.provider == GENERIC or self._done_seen:
-            return b""
-        if not session.complete and not session.message.errors:
+    def _ending(self, outcome: Outcome) -> bytes:
+        """What a cleanly closed stream still lacks: its end marker, or an error instead of a silent cut."""
+        provider = outcome.provider
+        if provider.terminal is None or self._done_seen:
+            return b""  # a format without a terminal signal cannot be told cut
+        if not outcome.complete and not outcome.message.errors:
             self.changes["silent cut turned into an error event"] += 1
-            return error_event(session.provider, session.framing or "sse", TRUNCATION_MESSAGE)
-        if session.provider == "openai-chat" and not self._done_seen and not self._error_seen:
-            self.changes["missing [DONE] appended"] += 1
-            return b"data: [DONE]\n\n"
+            return provider.error_event(outcome.framing, TRUNCATION_MESSAGE)
+        if provider.end_marker is not None and not self._error_seen:
+            self.changes[f"missing {provider.end_marker} appended"] += 1
+            return provider.end_marker_event(outcome.framing)
         return b""
 
     def _normalise(self, out: bytes, *, first: bool) -> bytes:

@@ -11,13 +11,15 @@ from typing import Any
 
 from . import providers
 from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
+from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
 from .faults import Fault
 from .framing import framing_for_content_type
-from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
+from .handoff import EventRecord as EventRecord  # re-exported: where callers have always found it
+from .handoff import Outcome
 from .message import Message
 from .ndjson import NDJSONParser
-from .parts import TOKEN_PARTS, Malformed, Part
-from .providers.base import Interpreter
+from .parts import TOKEN_PARTS, Malformed
+from .providers.base import Interpreter, Provider
 from .sse import SSEParser
 
 #: How many events may pass before we stop trying to recognise the provider.
@@ -28,16 +30,6 @@ from .sse import SSEParser
 #: recognised payload, so nothing is lost by switching interpreters then; an
 #: explicit ``provider`` option is never second-guessed.
 DETECT_WITHIN_EVENTS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """An event as the session saw it: its position, arrival time and meaning."""
-
-    index: int
-    time: float | None
-    event: ServerSentEvent
-    parts: tuple[Part, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +103,13 @@ class StreamSession:
         #: Index of the event whose payload settled the provider, if one did.
         self.provider_settled_at: int | None = None
         self.provider: str = named or providers.GENERIC
-        self.interpreter: Interpreter = providers.get(self.provider).interpreter()
+        #: The provider's record: the rules diagnosis and repair apply to this stream.
+        self.rules: Provider = providers.get(self.provider)
+        self.interpreter: Interpreter = self.rules.interpreter()
         self.framing = framing or framing_for_content_type(content_type)
         known_framing = self.framing is not None or provider is not None
         if self.framing is None and named is not None:
-            self.framing = providers.get(self.provider).framing
+            self.framing = self.rules.framing
         self.parser: SSEParser | NDJSONParser | None = None
         self._max_event_size = max_event_size
         self._sniff = b""
@@ -141,6 +135,7 @@ class StreamSession:
         self._response_headers = response_headers
         self._declared_framing = framing_for_content_type(content_type)
         self._faults_taken = 0
+        self._issues_given = 0  # how many of the parser's issues the diagnoser has had
 
     # -- feeding -----------------------------------------------------------
 
@@ -168,7 +163,9 @@ class StreamSession:
             self.diagnoser.headers(self._response_headers, self._declared_framing, self.framing)
             self._response_headers = None
         records = self._records(parser.feed(data), at)
-        self.diagnoser.chunk(self, data)
+        self.diagnoser.chunk(data, self.bytes, parser.inside_block)
+        if len(parser.issues) != self._issues_given:  # rare: most chunks find none
+            self._give_issues()
         return records
 
     def close(self, at: float | None = None, *, clean: bool = True, client_gone: bool = False) -> list[EventRecord]:
@@ -186,8 +183,14 @@ class StreamSession:
         else:
             records = []
         records += self._records(parser.close(), at)
-        self.diagnoser.end(self, clean=clean, client_gone=client_gone)
+        self._give_issues()
+        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone)
         return records
+
+    def _give_issues(self) -> None:
+        issues = self.issues
+        self.diagnoser.issues(issues[self._issues_given :])
+        self._issues_given = len(issues)
 
     def _note_time(self, at: float | None) -> None:
         if at is None and self._timed:
@@ -218,7 +221,7 @@ class StreamSession:
                     self.first_token_at = at
             record = EventRecord(self.event_count, at if self._timed else None, event, parts)
             records.append(record)
-            self.diagnoser.event(self, record)
+            self.diagnoser.event(record)
             self.event_count += 1
         return records
 
@@ -233,7 +236,8 @@ class StreamSession:
             return
         self.provider = name
         self.provider_source = "payload"
-        self.interpreter = providers.get(name).interpreter()
+        self.rules = providers.get(name)
+        self.interpreter = self.rules.interpreter()
 
     @property
     def provider_overridden(self) -> bool:
@@ -267,6 +271,25 @@ class StreamSession:
     def complete(self) -> bool:
         """Whether the provider's terminal signal arrived."""
         return self.interpreter.is_complete(self.message)
+
+    @property
+    def boundary(self) -> int:
+        """The stream offset up to which the bytes are whole blocks, already
+        cut into events (0 while the framing is still unknown)."""
+        return self.parser.boundary if self.parser is not None else 0
+
+    def outcome(self) -> Outcome:
+        """What the stream amounts to so far, as diagnosis and repair need it at its end."""
+        return Outcome(
+            provider=self.rules,
+            framing=self.framing or "sse",
+            complete=self.complete,
+            message=self.message,
+            bytes=self.bytes,
+            events=self.event_count,
+            boundary=self.boundary,
+            line_endings=getattr(self.parser, "line_endings", None),
+        )
 
     def timing(self) -> Timing:
         times = self.chunk_times if self._timed else array("d")

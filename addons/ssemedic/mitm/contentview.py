@@ -98,7 +98,7 @@ def _ms(seconds: float | None) -> str:
 
 
 def _ending(session: StreamSession) -> str:
-    if session.provider == providers.GENERIC and not session.message.markers:
+    if session.rules.terminal is None and not session.message.markers:
         # The generic interpreter calls every stream complete; here that would mislead.
         return "unknown format: no terminal signal to check"
     return "complete" if session.complete else "no terminal signal"

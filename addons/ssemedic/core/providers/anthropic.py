@@ -17,7 +17,7 @@ from typing import Any
 from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Malformed, Meta, Part, Reasoning, Stop, Text, ToolCall, ToolResult, Usage
-from .base import Interpreter, Provider, as_int, as_str, error_message
+from .base import Interpreter, Provider, as_int, as_str, encode_event, error_message
 
 #: Blocks whose input arrives as ``input_json_delta`` fragments.
 _TOOL_USE_BLOCKS = frozenset({"tool_use", "server_tool_use"})
@@ -184,10 +184,17 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     return set(payload) == {"type"}  # ping
 
 
+def _make_error_event(framing: str, message: str) -> bytes:
+    """An ``error`` event, as the Messages API sends one mid-stream."""
+    return encode_event({"type": "error", "error": {"type": "api_error", "message": message}}, framing, "error")
+
+
 PROVIDER = Provider(
     name="anthropic",
     interpreter=AnthropicInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,
     order=20,
+    terminal="message_stop",
+    error_event=_make_error_event,
 )

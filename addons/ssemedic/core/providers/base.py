@@ -1,8 +1,11 @@
 """The contract every provider module fulfils, and the JSON plumbing they share.
 
 A provider module defines one module-level ``PROVIDER = Provider(...)``:
-its name, its framing, how to recognise it from a request or a payload, and an
-interpreter class. The interpreter keeps whatever per-stream state the format
+its name, its framing, how to recognise it from a request or a payload, an
+interpreter class, and the rules the rest of ssemedic applies to its streams
+(its terminal signal, an end marker its clients wait for, the shape of an
+error event, a rewrite of its own). No module outside this package decides
+anything by a provider's name: it reads these fields. The interpreter keeps whatever per-stream state the format
 needs (tool calls by index, open content blocks...) and turns each event into
 parts through a table from event type to handler.
 """
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import json
 import json.scanner
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from ..events import ServerSentEvent
 from ..message import Message
@@ -78,6 +82,30 @@ class Interpreter:
         return bool(message.markers)
 
 
+class Rewriter(Protocol):
+    """A provider's own rewrite of its events (the ``letta`` repair), one per stream."""
+
+    def rewrite(self, index: int, event: ServerSentEvent, parts: tuple[Part, ...], changes: Counter[str]) -> bytes:
+        """The bytes to send for event number ``index`` (its ``raw`` when nothing
+        changes), counting each kind of change made in ``changes``."""
+        ...
+
+
+def encode_event(payload: Any, framing: str, event: str | None = None) -> bytes:
+    """One whole event carrying ``payload`` as JSON: an NDJSON line, or an SSE
+    block (with an ``event:`` line when ``event`` is given)."""
+    data = json.dumps(payload, ensure_ascii=False)
+    if framing == "ndjson":
+        return (data + "\n").encode()
+    return ((f"event: {event}\n" if event else "") + f"data: {data}\n\n").encode()
+
+
+def openai_error_event(framing: str, message: str) -> bytes:
+    """OpenAI's error object, which most clients of an unknown format read too."""
+    return encode_event({"error": {"message": message, "type": "upstream_error", "code": "upstream_truncated"}},
+                        framing)
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     """What the registry knows about one upstream format."""
@@ -94,6 +122,25 @@ class Provider:
     #: What is missing when an end marker came without the terminal signal
     #: (the detail of a ``truncated`` fault).
     missing_terminal: str = "not the stream's terminal signal"
+    #: What ends a whole answer, in words; None when the format has none to
+    #: check (then no stream of it is judged truncated or empty).
+    terminal: str | None = "its terminal signal"
+    #: An end marker the clients wait for after the terminal signal (OpenAI
+    #: chat's ``[DONE]``): its absence is a fault, and the ``done`` repair adds it.
+    end_marker: str | None = None
+    #: An error event in this provider's shape, what its clients read as an
+    #: error: ``error_event(framing, message)``. The ``done`` repair sends it
+    #: instead of a silent cut.
+    error_event: Callable[[str, str], bytes] = openai_error_event
+    #: The provider's own rewrite, enabled by the ``letta`` repair:
+    #: ``rewriter(shape)`` for one stream, ``shape`` being the option's resolved value.
+    rewriter: Callable[[str], Rewriter] | None = None
+
+    def end_marker_event(self, framing: str) -> bytes:
+        """The end marker as one whole event of ``framing`` (b"" when there is none)."""
+        if self.end_marker is None:
+            return b""
+        return f"{self.end_marker}\n".encode() if framing == "ndjson" else f"data: {self.end_marker}\n\n".encode()
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Error, Meta, Part, Reasoning, Stop, Text, ToolCall, Usage
-from .base import Interpreter, Provider, as_int, as_str, dig, error_message
+from .base import Interpreter, Provider, as_int, as_str, dig, encode_event, error_message
 
 
 def _typed(value: Any, kind: type[Any], what: str) -> Any:
@@ -301,10 +301,17 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     )
 
 
+def _make_error_event(framing: str, message: str) -> bytes:
+    """A Google API error object (``{"error": {code, message, status}}``)."""
+    return encode_event({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}, framing)
+
+
 PROVIDER = Provider(
     name="gemini",
     interpreter=GeminiInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,
     order=30,
+    terminal="a candidate's finishReason, or a blocked prompt",
+    error_event=_make_error_event,
 )

@@ -35,4 +35,5 @@ PROVIDER = Provider(
     match_request=_never_request,
     match_payload=_never_payload,
     order=1000,
+    terminal=None,  # every stream counts as complete: nothing to miss, nothing to repair
 )

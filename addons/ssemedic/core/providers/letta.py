@@ -9,19 +9,35 @@ recorded as ``via="send_message"``, once per call, when its arguments first
 parse. ``usage_statistics`` may repeat the run's messages in
 ``steps_messages``; a reply found there that was not streamed is recovered
 as ``Text(via="steps_messages")``.
+
+The ``letta`` repair (``LettaRewriter``) delivers a Letta reply in the shape
+the client reads (``letta_shape``). ``letta``: after the event that completes a
+reply hidden in ``send_message`` (or found only in ``steps_messages``), an
+``assistant_message`` event with its text is added. ``openai``: for clients
+of an OpenAI-style router (Open WebUI, the OpenAI SDKs read only
+``choices[0].delta``), every Letta event becomes an OpenAI chat chunk that
+*keeps all its Letta fields* and adds ``object: chat.completion.chunk`` and
+``choices: [{index, delta, finish_reason}]``: the reply as
+``delta.content``, reasoning as ``delta.reasoning_content``, ``delta: {}``
+for events without text (so ``choices[0]`` always exists). A custom client
+reading ``message_type`` or ``assistant_message.content`` still finds them:
+nothing the upstream sent is removed. A ``finish_reason`` chunk comes before
+``[DONE]``. ``auto`` (the option's default) means ``openai`` when the request
+path ends in ``/chat/completions``, ``letta`` otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Malformed, Part, Reasoning, Stop, Text, ToolCall, ToolResult, Usage
-from .base import Interpreter, Provider, as_int, as_str, error_message
+from .base import Interpreter, Provider, as_int, as_str, encode_event, error_message
 
 #: The legacy tool whose ``message`` argument is the assistant's reply.
 SEND_MESSAGE = "send_message"
@@ -295,10 +311,95 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     return isinstance(payload, dict) and isinstance(payload.get("message_type"), str)
 
 
+def _make_error_event(framing: str, message: str) -> bytes:
+    """An ``error_message``, as a Letta server sends one mid-stream."""
+    return encode_event({"message_type": "error_message", "error_type": "upstream_truncated", "message": message},
+                        framing)
+
+
+# -- the letta repair ------------------------------------------------------------------
+
+#: The shapes the ``letta`` repair can write, and ``auto``.
+LETTA_SHAPES = ("auto", "openai", "letta")
+
+
+def letta_shape(option: str, path: str) -> str:
+    """``openai`` or ``letta``: the shape the ``letta`` repair writes for a request on ``path``."""
+    if option not in LETTA_SHAPES:
+        raise ValueError(f"{option!r} is not one of {', '.join(LETTA_SHAPES)}")
+    if option != "auto":
+        return option
+    return "openai" if path.split("?", 1)[0].rstrip("/").endswith("/chat/completions") else "letta"
+
+
+def check_shape(shape: str) -> str:
+    """``shape`` if the ``letta`` repair can write it (``auto`` resolved); else ValueError."""
+    if shape not in LETTA_SHAPES[1:]:
+        raise ValueError(f"letta_shape must be 'openai' or 'letta', not {shape!r}")
+    return shape
+
+
+class LettaRewriter:
+    """One stream's Letta events in the shape its client reads (see the module docstring)."""
+
+    def __init__(self, shape: str) -> None:
+        self.shape = check_shape(shape)
+        self._finish_sent = False
+
+    def rewrite(self, index: int, event: ServerSentEvent, parts: tuple[Part, ...], changes: Counter[str]) -> bytes:
+        if self.shape == "openai":
+            return self._openai_chunk(index, event, parts, changes)
+        texts = [p.text for p in parts if isinstance(p, Text) and p.via is not None]
+        if not texts:
+            return event.raw
+        changes["assistant_message added for send_message text"] += 1
+        payload = {"message_type": "assistant_message", "content": "".join(texts), "id": f"ssemedic-{index}"}
+        return event.raw + f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+    def _openai_chunk(self, index: int, event: ServerSentEvent, parts: tuple[Part, ...],
+                      changes: Counter[str]) -> bytes:
+        """One Letta event as an OpenAI chat chunk that keeps its Letta fields."""
+        if any(isinstance(p, Done) and p.marker == "[DONE]" for p in parts):
+            return self._finish_chunk() + event.raw
+        try:
+            payload = json.loads(event.data)
+        except (ValueError, RecursionError):
+            return event.raw
+        if not isinstance(payload, dict) or "choices" in payload:
+            return event.raw
+        delta: dict[str, str] = {}
+        text = "".join(p.text for p in parts if isinstance(p, Text))
+        reasoning = "".join(p.text for p in parts if isinstance(p, Reasoning))
+        if reasoning:
+            delta["reasoning_content"] = reasoning
+        if text:
+            delta["content"] = text
+        finish = "stop" if any(isinstance(p, Stop) for p in parts) and not self._finish_sent else None
+        if finish:
+            self._finish_sent = True
+        changes["Letta event given the OpenAI chat chunk shape"] += 1
+        chunk = {**payload, "object": "chat.completion.chunk", "created": payload.get("created", 0),
+                 "model": payload.get("model", "letta"),
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk.setdefault("id", f"ssemedic-{index}")
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+
+    def _finish_chunk(self) -> bytes:
+        if self._finish_sent:
+            return b""
+        self._finish_sent = True
+        chunk = {"id": "ssemedic-finish", "object": "chat.completion.chunk", "created": 0, "model": "letta",
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
 PROVIDER = Provider(
     name="letta",
     interpreter=LettaInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,
     order=15,
+    terminal="data: [DONE] or a stop_reason",
+    error_event=_make_error_event,
+    rewriter=LettaRewriter,
 )

@@ -15,7 +15,7 @@ from typing import Any
 from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Malformed, Meta, Part, Reasoning, Stop, Text, ToolCall, Usage
-from .base import Interpreter, Provider, as_int, as_str, error_message
+from .base import Interpreter, Provider, as_int, as_str, encode_event, error_message
 
 #: Counters of the final line, kept as the raw usage when present.
 _USAGE_FIELDS = (
@@ -136,6 +136,11 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     )
 
 
+def _make_error_event(framing: str, message: str) -> bytes:
+    """``{"error": "..."}``, the line Ollama's server sends when generation fails."""
+    return encode_event({"error": message}, framing)
+
+
 PROVIDER = Provider(
     name="ollama",
     interpreter=OllamaInterpreter,
@@ -143,4 +148,6 @@ PROVIDER = Provider(
     match_payload=_match_payload,
     framing="ndjson",
     order=30,
+    terminal='a line with "done": true',
+    error_event=_make_error_event,
 )

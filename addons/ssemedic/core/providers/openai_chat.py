@@ -122,4 +122,6 @@ PROVIDER = Provider(
     match_payload=_match_payload,
     order=10,
     missing_terminal="no chunk carried a finish_reason",
+    terminal="a chunk with a finish_reason",
+    end_marker="[DONE]",
 )

@@ -20,7 +20,7 @@ from typing import Any
 from ..events import ServerSentEvent
 from ..message import Message
 from ..parts import Done, Error, Meta, Part, Reasoning, Refusal, Stop, Text, ToolCall, Usage
-from .base import Handler, Interpreter, Provider, as_int, as_str, error_message
+from .base import Handler, Interpreter, Provider, as_int, as_str, encode_event, error_message
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -188,10 +188,18 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     return isinstance(payload, dict) and str(payload.get("type", "")).startswith("response.")
 
 
+def _make_error_event(framing: str, message: str) -> bytes:
+    """A top-level ``error`` event, as the Responses API sends one mid-stream."""
+    payload = {"type": "error", "code": "upstream_truncated", "message": message, "param": None}
+    return encode_event(payload, framing, "error")
+
+
 PROVIDER = Provider(
     name="openai-responses",
     interpreter=ResponsesInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,
     order=20,
+    terminal="response.completed, response.incomplete or response.failed",
+    error_event=_make_error_event,
 )
