@@ -478,7 +478,7 @@ class Pipeline:
     # -- results ---------------------------------------------------------------
 
     @property
-    def raw(self) -> bytearray:
+    def raw(self) -> bytes:
         """The raw upstream bytes kept for saving (see recording.py)."""
         return self.recorder.raw
 

@@ -306,7 +306,7 @@ class Medic:
         # Streamed bodies are not stored by mitmproxy: keep the raw upstream
         # bytes so `-w` and mitmweb's save have them, plus the timeline.
         if f.response is not None:
-            f.response.raw_content = bytes(stream.raw)
+            f.response.raw_content = stream.raw  # no copy: see Recorder
             encoding = stream.response_headers.get("content-encoding")
             if stream.decompressing and encoding:
                 f.response.headers["content-encoding"] = encoding  # the saved body is still compressed
