@@ -32,8 +32,9 @@ def _chunk(content: str) -> bytes:
 
 class Upstream(BaseHTTPRequestHandler):
     """/healthy: 40 small events 25 ms apart; /big?events=N: N events of 4 MB
-    in 1 KB writes; /firehose?bytes=N: 200-byte events as fast as the client
-    reads, in 64 KB writes, N bytes or until the client goes."""
+    in 1 KB writes; /firehose?bytes=N&event=E: events of about E bytes (200
+    by default) as fast as the client reads, in 64 KB writes, N bytes or
+    until the client goes."""
 
     protocol_version = "HTTP/1.1"
 
@@ -59,7 +60,9 @@ class Upstream(BaseHTTPRequestHandler):
                     for i in range(0, len(event), 1024):
                         self._write(event[i : i + 1024])
             else:
-                block = _chunk("token " * 20) * 300  # about 64 KB of 200-byte events
+                size = int(query.get("event", ["200"])[0])
+                block = _chunk("token " * ((size - 100) // 6))
+                block *= 65536 // len(block)  # about 64 KB of events of about ``size`` bytes
                 sent, limit = 0, min(int(query.get("bytes", [8 << 30])[0]), 8 << 30)
                 while time.monotonic() < deadline and sent < limit:
                     self._write(block)
@@ -103,8 +106,8 @@ def _healthy_seconds(base: str) -> float:
         return time.monotonic() - start
 
 
-@pytest.mark.parametrize("other", ["/big?events=4", "/firehose?bytes=100000000"],
-                         ids=["4 MB events in 1 KB chunks", "100 MB of 200-byte events"])
+@pytest.mark.parametrize("other", ["/big?events=4", "/firehose?bytes=300000000&event=4096"],
+                         ids=["4 MB events in 1 KB chunks", "300 MB of 4 KB events"])
 def test_a_healthy_stream_beside_a_large_one_is_not_held_up(fast_upstream: int, tmp_path: Path, other: str) -> None:
     with mitmdump(fast_upstream, tmp_path) as proxy:
         _healthy_seconds(proxy.base)  # warm up
