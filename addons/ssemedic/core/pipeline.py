@@ -232,9 +232,10 @@ class Pipeline:
         self.behind_at = self.wire_bytes - size
         self.unparsed += size
         which = "its" if self._queued_bytes + size > self.backlog.per_flow else "the proxy's"
-        self._guard(self.sink.note, self,
-                    f"inspection fell behind the stream ({which} backlog of queued bytes is full): "
-                    f"from byte {self.behind_at:,} on it is forwarded and recorded but not parsed")
+        if self.announced:  # a flow still being sniffed may be no stream at all
+            self._guard(self.sink.note, self,
+                        f"inspection fell behind the stream ({which} backlog of queued bytes is full): "
+                        f"from byte {self.behind_at:,} on it is forwarded and recorded but not parsed")
 
     def inspect_slice(self) -> None:
         """Inspect queued chunks, about SLICE_BYTES of them; the rest waits for the next turn."""
@@ -256,11 +257,6 @@ class Pipeline:
         if self._end_pending:
             self._end_pending = False
             self._finish()
-
-    def drain(self) -> None:
-        """Inspect every queued chunk now (tests, and streams without an event loop)."""
-        while self._queue:
-            self.inspect_slice()
 
     def abandon(self) -> None:
         """Give up the inspection still queued (the proxy stops): the rest
