@@ -6,11 +6,22 @@ The stream callable runs on mitmproxy's event loop, so per chunk it only
 appends bytes, parses and hands records to the sink. If anything in here
 raises, the flow falls back to plain pass-through: the error is reported
 once and every byte is still forwarded and recorded.
+
+Strategy (inspect-only mode): each chunk is forwarded and recorded at once
+and queued for inspection, which runs in later turns of the event loop, at
+most SLICE_BYTES per flow and turn, so one busy stream never holds up the
+others. What waits in the queue is bounded per flow and per proxy (a
+Backlog). When a chunk would exceed either budget, inspection has fallen
+behind the stream for good: that flow's later bytes are still forwarded,
+recorded (up to the recording cap) and counted, but not parsed, and the user
+is told once in the log and in the summary. Parsing cannot resume in the
+middle of a stream without guessing where an event starts, so it does not.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -30,6 +41,11 @@ PROGRESS_CHUNKS = 100
 #: Headers whose values the lifecycle log shows.
 SHOWN_HEADERS = ("content-type", "content-encoding", "content-length", "transfer-encoding",
                  "cache-control", "x-accel-buffering")
+#: Inspect-only mode: bytes inspected per flow in one turn of the event loop.
+SLICE_BYTES = 64 * 1024
+#: Bytes that may wait for inspection, per flow and per proxy (see Backlog).
+MAX_QUEUED_PER_FLOW = 4 * 1024 * 1024
+MAX_QUEUED_PER_PROXY = 32 * 1024 * 1024
 
 
 class Sink(Protocol):
@@ -42,6 +58,27 @@ class Sink(Protocol):
     def finished(self, stream: Pipeline, error: str | None) -> None: ...
     def internal_error(self, stream: Pipeline, exc: BaseException) -> None: ...
     def fault(self, stream: Pipeline, fault: Fault) -> None: ...
+    def note(self, stream: Pipeline, text: str) -> None: ...
+
+
+class Backlog:
+    """The bytes waiting for inspection across every stream of one proxy,
+    and the budgets that bound them (see the module docstring)."""
+
+    def __init__(self, *, per_flow: int = MAX_QUEUED_PER_FLOW, per_proxy: int = MAX_QUEUED_PER_PROXY) -> None:
+        if per_flow <= 0 or per_proxy <= 0:
+            raise ValueError("inspection budgets must be positive")
+        self.per_flow = per_flow
+        self.per_proxy = per_proxy
+        #: Bytes queued now, all streams together.
+        self.queued = 0
+        #: Streams with inspection still to do (queued chunks, or an end not yet inspected).
+        self.pending: set[Pipeline] = set()
+
+    def abandon(self) -> None:
+        """The proxy stops: give up the inspection still queued, at once."""
+        for stream in list(self.pending):
+            stream.abandon()
 
 
 class Pipeline:
@@ -67,6 +104,7 @@ class Pipeline:
         defer: Callable[[Callable[[], None]], object] | None = None,
         injections: dict[Injection, float] | None = None,
         letta_shape: str = "auto",
+        backlog: Backlog | None = None,
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -121,11 +159,22 @@ class Pipeline:
         self.rewriting = self.repairer is not None or self.decompressing or self.injector is not None
         self._out: list[bytes] = []
         self._unforwarded: bytes | None = None  # decoded bytes not yet handed on
-        # Inspect-only mode forwards each chunk first and inspects it right
-        # after, in a later turn of the event loop (``defer`` is its
-        # call_soon), so inspection never delays the bytes.
+        # Inspect-only mode forwards each chunk first and inspects it in
+        # later turns of the event loop (``defer`` is its call_soon), so
+        # inspection never delays the bytes (see the module docstring).
         self._defer = defer if not self.rewriting else None
-        self._queued: list[tuple[bytes, float | None]] = []
+        self.backlog = backlog if backlog is not None else Backlog()
+        self._queue: deque[tuple[bytes, float | None]] = deque()
+        self._queued_bytes = 0
+        self._scheduled = False
+        self._end_pending = False  # end() came while chunks still waited
+        self.finished = False  # the end was inspected and the sink told
+        #: Exact counts of what passed, parsed or not.
+        self.wire_bytes = 0
+        self.wire_chunks = 0
+        #: Where parsing stopped because inspection fell behind (None: it did not).
+        self.behind_at: int | None = None
+        self.unparsed = 0  # bytes from behind_at on, forwarded but not parsed
         self._tail: list[bytes] | None = None  # injected pieces cut at the end
 
     def announce(self) -> None:
@@ -143,21 +192,88 @@ class Pipeline:
         at = self.clock()
         if data:
             if self._defer is not None:
+                self._count(data)
                 self._record(data, at)
-                if not self._queued:
-                    self._defer(self.drain)
-                self._queued.append((data, at))
+                self._enqueue(data, at)
                 return [data]
             self.receive(data, at)
             return self._take([data], at)
         self.end(at)
         return self._take([], at, final=True)
 
-    def drain(self) -> None:
-        """Inspect the chunks that were forwarded but not yet inspected."""
-        queued, self._queued = self._queued, []
-        for data, at in queued:
+    def _count(self, data: bytes) -> None:
+        self.wire_bytes += len(data)
+        self.wire_chunks += 1
+
+    def _enqueue(self, data: bytes, at: float | None) -> None:
+        if self.behind_at is not None:
+            self.unparsed += len(data)
+            return
+        if not self.inspecting:
+            return  # passed through uninspected: nothing to queue
+        size = len(data)
+        backlog = self.backlog
+        if self._queued_bytes + size > backlog.per_flow or backlog.queued + size > backlog.per_proxy:
+            self._fall_behind(size)
+            return
+        self._queue.append((data, at))
+        self._queued_bytes += size
+        backlog.queued += size
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self.backlog.pending.add(self)
+        if not self._scheduled and self._defer is not None:
+            self._scheduled = True
+            self._defer(self.inspect_slice)
+
+    def _fall_behind(self, size: int) -> None:
+        """This chunk would exceed a budget: parse nothing from here on."""
+        self.behind_at = self.wire_bytes - size
+        self.unparsed += size
+        which = "its" if self._queued_bytes + size > self.backlog.per_flow else "the proxy's"
+        if self.announced:  # a flow still being sniffed may be no stream at all
+            self._guard(self.sink.note, self,
+                        f"inspection fell behind the stream ({which} backlog of queued bytes is full): "
+                        f"from byte {self.behind_at:,} on it is forwarded and recorded but not parsed")
+
+    def inspect_slice(self) -> None:
+        """Inspect queued chunks, about SLICE_BYTES of them; the rest waits for the next turn."""
+        self._scheduled = False
+        budget = SLICE_BYTES
+        queue = self._queue
+        backlog = self.backlog
+        while queue and budget > 0:
+            data, at = queue.popleft()
+            size = len(data)
+            self._queued_bytes -= size
+            backlog.queued -= size
+            budget -= size
             self._inspect_or_pass(data, at)
+        if queue:
+            self._schedule()
+            return
+        backlog.pending.discard(self)
+        if self._end_pending:
+            self._end_pending = False
+            self._finish()
+
+    def abandon(self) -> None:
+        """Give up the inspection still queued (the proxy stops): the rest
+        counts as unparsed, and an ended stream is finished at once."""
+        dropped = self._queued_bytes
+        self.backlog.queued -= dropped
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.backlog.pending.discard(self)
+        if dropped:
+            # The queue always comes before the unparsed tail.
+            self.behind_at = self.wire_bytes - self.unparsed - dropped
+            self.unparsed += dropped
+            self.notes.append(f"mitmproxy stopped before inspection caught up: {dropped:,} queued bytes not parsed")
+        if self._end_pending:
+            self._end_pending = False
+            self._finish()
 
     def _take(self, unchanged: list[bytes], at: float | None, *, final: bool = False) -> list[bytes]:
         if not self.rewriting:
@@ -185,6 +301,7 @@ class Pipeline:
 
     def receive(self, data: bytes, at: float | None) -> None:
         """Record and inspect one chunk (live, or replayed with its stored time)."""
+        self._count(data)
         self._record(data, at)
         self._inspect_or_pass(data, at)
 
@@ -203,11 +320,31 @@ class Pipeline:
         """The body ended: cleanly (``error`` None) or aborted."""
         if self.ended:
             return
-        self.drain()
         self.ended = True
         self.ended_at = at
         self.error = error
-        if self.inspecting:
+        if self.behind_at is not None:
+            self.notes.append(self.behind_note())
+        if self._queue:
+            # Finished by the last slice: never one long inspection in one turn.
+            self._end_pending = True
+            self._schedule()
+            return
+        self._finish()
+
+    def behind_note(self) -> str:
+        """What the summary says when inspection fell behind."""
+        assert self.behind_at is not None
+        return (f"inspection fell behind: the last {self.unparsed:,} of {self.wire_bytes:,} bytes "
+                f"({self.unparsed / max(self.wire_bytes, 1):.0%}) were forwarded and recorded but not parsed; "
+                f"events, text and faults cover the first {self.behind_at:,} bytes only")
+
+    def _finish(self) -> None:
+        at, error = self.ended_at, self.error
+        self.finished = True
+        # Once inspection fell behind, the session never saw the end of the
+        # stream: closing it would diagnose a cut stream that was whole.
+        if self.inspecting and self.behind_at is None:
             if self._sniffing:
                 self._guard(self._decide, at)
             if self.inspecting:
@@ -338,7 +475,7 @@ class Pipeline:
     # -- results ---------------------------------------------------------------
 
     @property
-    def raw(self) -> bytearray:
+    def raw(self) -> bytes:
         """The raw upstream bytes kept for saving (see recording.py)."""
         return self.recorder.raw
 
@@ -351,6 +488,14 @@ class Pipeline:
         """The stream's summary, in the shape of ``ssemedic report --json``."""
         out: dict[str, Any] = {"source": self.label, "status": self.status}
         out.update(self.session.summary())
+        if self.behind_at is not None:
+            # The session saw only the parsed part: what passed is counted here.
+            timing = out["timing"]
+            timing["bytes"] = self.wire_bytes
+            timing["chunks"] = self.wire_chunks
+            start = self.session.started_at
+            if timing["duration_ms"] is not None and start is not None and self.ended_at is not None:
+                timing["duration_ms"] = round((self.ended_at - start) * 1000, 3)
         out["notes"] = list(self.notes)
         if self.error is not None:
             out["aborted"] = self.error

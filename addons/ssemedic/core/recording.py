@@ -33,6 +33,7 @@ The packed timeline, format version 1, little-endian:
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import sys
@@ -123,7 +124,11 @@ class Recorder:
 
     def __init__(self, cap: int = MAX_RECORDED_BYTES) -> None:
         self.cap = cap
-        self.raw = bytearray()
+        # A BytesIO, not a bytearray: its getvalue() hands over the buffer
+        # without a copy, so saving a recording of ``cap`` bytes never needs
+        # twice that much memory.
+        self._raw = io.BytesIO()
+        self.size = 0  # bytes kept
         self.offsets = array("q")
         self.times = array("d")
         self.cut = False
@@ -134,17 +139,23 @@ class Recorder:
         self.passed += len(data)
         if self.cut:
             return None
-        room = self.cap - len(self.raw)
+        room = self.cap - self.size
         if len(data) > room:
             data = data[:room]
             self.cut = True
         if data:
-            self.offsets.append(len(self.raw))
+            self.offsets.append(self.size)
             self.times.append(at if at is not None else math.nan)
-            self.raw += data
+            self._raw.write(data)
+            self.size += len(data)
         if self.cut:
             return f"recording cut at {self.cap} bytes; the stream itself was forwarded whole"
         return None
+
+    @property
+    def raw(self) -> bytes:
+        """The bytes kept so far (best taken once, at the end: see __init__)."""
+        return self._raw.getvalue()
 
     @property
     def timed(self) -> bool:
@@ -168,7 +179,7 @@ class Recorder:
         if repairs is not None:
             meta["repairs"] = dict(repairs)
         if self.cut:
-            meta["recording_cut"] = len(self.raw)
+            meta["recording_cut"] = self.size
         return meta
 
 

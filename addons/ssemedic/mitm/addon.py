@@ -14,7 +14,7 @@ from typing import IO, Any
 from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
 
 from ..core import recording
-from ..core.pipeline import Pipeline
+from ..core.pipeline import Backlog, Pipeline
 from .output import LOG_LEVELS, Reporter
 from ..core.decoding import supported
 from ..core.diagnose import DEFAULT_STALL_SECONDS
@@ -40,6 +40,8 @@ class Medic:
         self._console: IO[str] | None = console
         self.clock = clock
         self.streams: dict[str, Pipeline] = {}
+        # What waits for inspection across all streams, within fixed budgets.
+        self.backlog = Backlog()
         self.filter: flowfilter.TFilter | None = None
         self.stall_after = DEFAULT_STALL_SECONDS
         self.repairs: frozenset[Repair] = ALL_REPAIRS
@@ -167,6 +169,9 @@ class Medic:
         self._rebuild_reporter()
 
     def done(self) -> None:
+        # Stopping must not wait for inspection that fell behind: what is
+        # queued is given up (and said so), the rest was stored already.
+        self.backlog.abandon()
         self.reporter.close()
         self._close_jsonl()
 
@@ -292,6 +297,7 @@ class Medic:
             repairs=repairs,
             letta_shape=self.letta_shape,
             defer=_call_soon() if reporter is None else None,
+            backlog=self.backlog,
             injections=self.injections if reporter is None and not sniff else None,
         )
         return stream
@@ -300,7 +306,7 @@ class Medic:
         # Streamed bodies are not stored by mitmproxy: keep the raw upstream
         # bytes so `-w` and mitmweb's save have them, plus the timeline.
         if f.response is not None:
-            f.response.raw_content = bytes(stream.raw)
+            f.response.raw_content = stream.raw  # no copy: see Recorder
             encoding = stream.response_headers.get("content-encoding")
             if stream.decompressing and encoding:
                 f.response.headers["content-encoding"] = encoding  # the saved body is still compressed

@@ -266,6 +266,9 @@ class Reporter:
         if self.jsonl is not None:
             self._write_json({"type": "fault", "flow": stream.flow_id, **fault.to_dict()})
 
+    def note(self, stream: Pipeline, text: str) -> None:
+        self._line(stream, "yellow", self._safe(text))
+
     def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
         logger.error(
             "[%s] ssemedic internal error; the flow passes through unchanged: %r",
