@@ -47,10 +47,10 @@ class Mode:
     def forwards_as_is(self) -> bool:
         """Whether the client gets the upstream's bytes untouched: no body
         repair, no injection (a gzip body is only edited when decompressed)."""
-        if self.injections:
-            return False
         if self.gzip:
             return Repair.DECOMPRESS not in self.repairs
+        if self.injections:
+            return False
         return not self.repairs - {Repair.HEADERS, Repair.DECOMPRESS}
 
 
@@ -65,6 +65,8 @@ MODES = (
         Mode("gzip, repair all but decompress", ALL_REPAIRS - {Repair.DECOMPRESS}, gzip=True),
         Mode("gzip, repair decompress", frozenset({Repair.DECOMPRESS}), gzip=True),
         Mode("gzip, repair all", ALL_REPAIRS, gzip=True),
+        # A body that stays compressed cannot be injected into: it passes as it came.
+        Mode("gzip, inject cut", injections=((Injection.CUT, 0.0),), gzip=True),
     ]
 )
 
@@ -141,17 +143,17 @@ def body_of(stream: Capture, mode: Mode) -> bytes:
 
 
 def change_kinds(notes: list[str]) -> set[str]:
-    """The kinds of change the notes name. Their counts may depend on the
-    chunking: "partial event held back until whole" counts chunks that ended
-    inside an event, so only a chunking can cause it; "line endings
-    normalised to LF" counts forwarded regions, not lines."""
+    """The changes the notes name, with their counts, except "partial event
+    held back until whole": it counts chunks that ended inside an event, so
+    only a chunking can cause it."""
     kinds = set()
     for note in notes:
         if note.startswith("repaired: "):
-            kinds |= {change.rsplit(" ×", 1)[0] for change in note.removeprefix("repaired: ").split(", ")}
+            kinds |= {change for change in note.removeprefix("repaired: ").split(", ")
+                      if not change.startswith("partial event held back until whole ×")}
         else:
             kinds.add(note)
-    return kinds - {"partial event held back until whole"}
+    return kinds
 
 
 def content_faults(outcome: Outcome) -> list[Fault]:

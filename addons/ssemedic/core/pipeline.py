@@ -1,9 +1,18 @@
 """One streamed response as the addon sees it: the stream callable, the raw
-recording and its timeline, fed to a StreamSession, with every happening
-handed to an output sink.
+recording and its timeline, and a chain of stages chosen once per flow.
 
-The stream callable runs on mitmproxy's event loop, so per chunk it only
-appends bytes, parses and hands records to the sink. If anything in here
+The stages, each taking values and returning values:
+
+    decode (Content-Encoding) → Inspection (sniff → session: frame,
+    interpret, diagnose → sink) → body (repair) → inject → forward
+
+Which of them a flow gets is decided once, in Pipeline's constructor, from
+the options and headers: a flow whose client gets the upstream's bytes as
+they came is *mirrored* (Mirror), one whose body is repaired, decompressed
+or injected into is *rewritten* (Rewrite). Nothing switches mode later,
+except that inspection may stop for good (Inspection.alive).
+
+The stream callable runs on mitmproxy's event loop. If anything in here
 raises, the flow falls back to plain pass-through: the error is reported
 once and every byte is still forwarded and recorded.
 
@@ -23,16 +32,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .decoding import DecodeError, StreamDecoder, problem, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
+from .framing import framing_for_content_type, sniff_framing
 from .inject import Injection, Injector
+from .recording import Recorder
 from .repair import BODY_REPAIRS, Repair, Repairer
 from .repair import letta_shape as repair_letta_shape
-from .recording import Recorder
-from .framing import framing_for_content_type, sniff_framing
 from .session import EventRecord, StreamSession
 
 #: Progress is reported after this many seconds or chunks since the last report.
@@ -46,6 +55,8 @@ SLICE_BYTES = 64 * 1024
 #: Bytes that may wait for inspection, per flow and per proxy (see Backlog).
 MAX_QUEUED_PER_FLOW = 4 * 1024 * 1024
 MAX_QUEUED_PER_PROXY = 32 * 1024 * 1024
+#: Sniffing decides at the first line, or after this many bytes without one.
+SNIFF_BYTES = 256
 
 
 class Sink(Protocol):
@@ -59,6 +70,144 @@ class Sink(Protocol):
     def internal_error(self, stream: Pipeline, exc: BaseException) -> None: ...
     def fault(self, stream: Pipeline, fault: Fault) -> None: ...
     def note(self, stream: Pipeline, text: str) -> None: ...
+
+
+# -- what one stage hands the next ----------------------------------------------
+
+
+class Parsed(NamedTuple):
+    """Decoded bytes the session parsed, the events they completed, and
+    where the session's whole blocks now end (what the repairer may edit)."""
+
+    data: bytes
+    records: list[EventRecord]
+    boundary: int
+
+
+class Unparsed(NamedTuple):
+    """Bytes inspection did not parse (it stopped, or they are no event
+    stream): they go on as they are."""
+
+    data: bytes
+
+
+#: None: the bytes are held back for now (sniffing), nothing goes on yet.
+Step = Parsed | Unparsed | None
+
+
+# -- the stages ---------------------------------------------------------------------
+
+
+class Inspection:
+    """Decoded bytes → events, faults and progress for the sink.
+
+    With ``sniff``, the stream is only announced once its first line shows
+    an event stream under another Content-Type; anything else is handed on
+    unparsed and the flow stays silent. Inspection stops for good at its
+    first failure and says why once; from then on it hands everything on.
+    """
+
+    def __init__(self, stream: Pipeline, session: StreamSession, sink: Sink, *, sniff: bool) -> None:
+        self.stream = stream
+        self.session = session
+        self.sink = sink
+        self.alive = True
+        self._sniffing = sniff
+        self._sniffed = b""
+        self._since_progress = 0
+        self._last_progress: float | None = None
+
+    def feed(self, data: bytes, at: float | None) -> Step:
+        if not self.alive:
+            return Unparsed(self._unsniffed() + data)
+        if self._sniffing:
+            self._sniffed += data
+            if b"\n" not in self._sniffed and len(self._sniffed) < SNIFF_BYTES:
+                return None
+            return self._decide(at)
+        return self._parse(data, at)
+
+    def flush(self, at: float | None) -> Step:
+        """The body ended: decide on what sniffing still holds."""
+        if self.alive and self._sniffing:
+            return self._decide(at)
+        held = self._unsniffed()
+        return Unparsed(held) if held else None
+
+    def close(self, at: float | None, error: str | None) -> list[EventRecord] | None:
+        """The last events, or None when inspection stopped before the end."""
+        if not self.alive:
+            return None
+        try:
+            records = self.session.close(at, clean=error is None, client_gone=is_client_disconnect(error))
+            self._emit(records)
+        except Exception as exc:
+            self.fail(exc)
+            return None
+        return records
+
+    def stop(self, reason: str) -> None:
+        """Stop for a reason the user should know (not an internal error)."""
+        if self.alive:
+            self.alive = False
+            self.stream.notes.append(f"{reason}: stream passed through uninspected")
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop for an internal error: reported once, the bytes pass on."""
+        if not self.alive:
+            return
+        self.alive = False
+        self.stream.notes.append(f"ssemedic internal error, stream passed through uninspected: {exc!r}")
+        try:
+            self.sink.internal_error(self.stream, exc)
+        except Exception:
+            pass  # never let reporting the error break the stream
+
+    def _unsniffed(self) -> bytes:
+        """What sniffing held when inspection stopped: it goes on unparsed."""
+        data, self._sniffed = self._sniffed, b""
+        return data
+
+    def _decide(self, at: float | None) -> Step:
+        data, self._sniffed, self._sniffing = self._sniffed, b"", False
+        if sniff_framing(data) != "sse":
+            self.alive = False  # no event stream: nothing to say about it
+            return Unparsed(data)
+        content_type = self.stream.response_headers.get("content-type", "no content-type")
+        self.stream.notes.append(f"served as {content_type!r}, but the body is an event stream")
+        return self._parse(data, at, announce=True)
+
+    def _parse(self, data: bytes, at: float | None, *, announce: bool = False) -> Parsed | Unparsed:
+        session = self.session
+        try:
+            if announce:
+                self.stream.announce()
+            if session.bytes == 0:
+                self.sink.first_chunk(self.stream, data)
+            records = session.feed(data, at)
+            self._emit(records)
+            self._progress(at)
+        except Exception as exc:
+            self.fail(exc)
+            return Unparsed(data)  # whoever comes next never saw these bytes
+        return Parsed(data, records, session.boundary)
+
+    def _emit(self, records: Iterable[EventRecord]) -> None:
+        for record in records:
+            self.sink.event(self.stream, record)
+        for fault in self.session.new_faults():
+            self.sink.fault(self.stream, fault)
+
+    def _progress(self, at: float | None) -> None:
+        self._since_progress += 1
+        if at is not None and self._last_progress is None:
+            self._last_progress = at
+        if self._since_progress >= PROGRESS_CHUNKS or (
+            at is not None and self._last_progress is not None and at - self._last_progress >= PROGRESS_SECONDS
+        ):
+            self._since_progress = 0
+            self._last_progress = at
+            self.sink.progress(self.stream)
 
 
 class Backlog:
@@ -79,6 +228,188 @@ class Backlog:
         """The proxy stops: give up the inspection still queued, at once."""
         for stream in list(self.pending):
             stream.abandon()
+
+
+class Mirror:
+    """Forwarding for a client that gets the upstream's bytes as they came:
+    each chunk goes on at once, and is inspected later in bounded slices
+    (``defer`` is the event loop's call_soon; without it, at once)."""
+
+    def __init__(self, stream: Pipeline, backlog: Backlog,
+                 defer: Callable[[Callable[[], None]], object] | None) -> None:
+        self.stream = stream
+        self.backlog = backlog
+        self._defer = defer
+        self._queue: deque[tuple[bytes, float | None]] = deque()
+        self._queued_bytes = 0
+        self._scheduled = False
+        self._end_pending = False  # the end came while chunks still waited
+        #: Where parsing stopped because inspection fell behind (None: it did not).
+        self.behind_at: int | None = None
+        self.unparsed = 0  # bytes from behind_at on, forwarded but not parsed
+
+    def chunk(self, data: bytes, at: float | None) -> list[bytes]:
+        if self._defer is None:
+            self.stream.inspect(data, at)
+        elif self.behind_at is not None:
+            self.unparsed += len(data)
+        elif self.stream.inspection.alive:
+            self._enqueue(data, at)
+        return [data]
+
+    def end(self) -> None:
+        if self._queue:
+            # Finished by the last slice: never one long inspection in one turn.
+            self._end_pending = True
+            self._schedule()
+        else:
+            self.stream.finish()
+
+    def final(self) -> list[bytes]:
+        return []
+
+    def _enqueue(self, data: bytes, at: float | None) -> None:
+        size = len(data)
+        backlog = self.backlog
+        if self._queued_bytes + size > backlog.per_flow or backlog.queued + size > backlog.per_proxy:
+            self._fall_behind(size)
+            return
+        self._queue.append((data, at))
+        self._queued_bytes += size
+        backlog.queued += size
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self.backlog.pending.add(self.stream)
+        if not self._scheduled and self._defer is not None:
+            self._scheduled = True
+            self._defer(self.inspect_slice)
+
+    def _fall_behind(self, size: int) -> None:
+        """This chunk would exceed a budget: parse nothing from here on."""
+        stream = self.stream
+        self.behind_at = stream.wire_bytes - size
+        self.unparsed += size
+        which = "its" if self._queued_bytes + size > self.backlog.per_flow else "the proxy's"
+        if stream.announced:  # a flow still being sniffed may be no stream at all
+            try:
+                stream.sink.note(stream, f"inspection fell behind the stream ({which} backlog of queued bytes "
+                                 f"is full): from byte {self.behind_at:,} on it is forwarded and recorded but not parsed")
+            except Exception as exc:
+                stream.inspection.fail(exc)
+
+    def inspect_slice(self) -> None:
+        """Inspect queued chunks, about SLICE_BYTES of them; the rest waits for the next turn."""
+        self._scheduled = False
+        budget = SLICE_BYTES
+        queue = self._queue
+        backlog = self.backlog
+        while queue and budget > 0:
+            data, at = queue.popleft()
+            size = len(data)
+            self._queued_bytes -= size
+            backlog.queued -= size
+            budget -= size
+            self.stream.inspect(data, at)
+        if queue:
+            self._schedule()
+            return
+        backlog.pending.discard(self.stream)
+        if self._end_pending:
+            self._end_pending = False
+            self.stream.finish()
+
+    def abandon(self) -> None:
+        """Give up the inspection still queued (the proxy stops): the rest
+        counts as unparsed, and an ended stream is finished at once."""
+        dropped = self._queued_bytes
+        self.backlog.queued -= dropped
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.backlog.pending.discard(self.stream)
+        if dropped:
+            # The queue always comes before the unparsed tail.
+            self.behind_at = self.stream.wire_bytes - self.unparsed - dropped
+            self.unparsed += dropped
+            self.stream.notes.append(
+                f"mitmproxy stopped before inspection caught up: {dropped:,} queued bytes not parsed")
+        if self._end_pending:
+            self._end_pending = False
+            self.stream.finish()
+
+
+class Rewrite:
+    """Forwarding for a client that gets what the stages make of the stream:
+    inspected at once, then repaired (``repairer``), injected into
+    (``injector``), decoded if the decoder runs for the client too."""
+
+    behind_at: int | None = None  # inspection never falls behind: it runs inline
+    unparsed = 0
+
+    def __init__(self, stream: Pipeline, repairer: Repairer | None, injector: Injector | None) -> None:
+        self.stream = stream
+        self.repairer = repairer
+        self.injector = injector
+        self._tail: list[bytes] = []  # what the end sends, cut when the end is inspected
+
+    def chunk(self, data: bytes, at: float | None) -> list[bytes]:
+        return self._inject(self._body(self.stream.inspect(data, at)), at, final=False)
+
+    def end(self) -> None:
+        self.stream.finish()
+
+    def finish(self, at: float | None, error: str | None) -> None:
+        """The end was inspected: cut what the client still gets."""
+        stream = self.stream
+        out = self._body(stream.inspection.flush(at))
+        records = stream.inspection.close(at, error)
+        if records is None:
+            out += self._release()
+        elif self.repairer is not None:
+            try:
+                out += self.repairer.end(records, stream.session.outcome(), clean=error is None)
+            except Exception as exc:
+                stream.inspection.fail(exc)
+                out += self._release()
+        self._tail = self._inject(out, at, final=True)
+
+    def final(self) -> list[bytes]:
+        tail, self._tail = self._tail, []
+        return tail
+
+    def _body(self, step: Step) -> bytes:
+        if step is None:
+            return b""
+        if isinstance(step, Unparsed):
+            return self._release() + step.data
+        if self.repairer is None:
+            return step.data
+        self.repairer.hold(step.data)
+        try:
+            return self.repairer.feed(step.data, step.records, step.boundary, self.stream.session.rules)
+        except Exception as exc:  # the repairer holds everything it was fed until it forwards it
+            self.stream.inspection.fail(exc)
+            return self._release()
+
+    def _release(self) -> bytes:
+        return self.repairer.release() if self.repairer is not None else b""
+
+    def _inject(self, out: bytes, at: float | None, *, final: bool) -> list[bytes]:
+        injector = self.injector
+        if injector is None:
+            return [out] if out else []
+        try:
+            pieces = injector.feed(out, at)
+            if final:
+                pieces += injector.end(at)
+        except Exception as exc:  # injection is a test tool: never lose bytes over it
+            self.injector = None
+            self.stream.notes.append(f"injection stopped by an internal error: {exc!r}")
+            return [out] if out else []
+        return [piece for piece in pieces if piece]
+
+
+# -- the pipeline ---------------------------------------------------------------
 
 
 class Pipeline:
@@ -112,6 +443,8 @@ class Pipeline:
         self.response_headers = {k.lower(): v for k, v in response_headers.items()}
         self.sink = sink
         self.clock = clock
+        self.notes: list[str] = []
+        self.recorder = Recorder()
         self.session = StreamSession(
             provider=provider,
             method=method,
@@ -122,60 +455,46 @@ class Pipeline:
             response_headers=self.response_headers,
             stall_after=stall_after,
         )
-        encoding = self.response_headers.get("content-encoding")
-        self.notes: list[str] = []
-        self._decoder: StreamDecoder | None = None
-        self.inspecting = True
-        if encoding and encoding.strip().lower() != "identity":
-            if supported(encoding):
-                self._decoder = StreamDecoder(encoding)
-            else:
-                self.inspecting = False
-                self.notes.append(f"{problem(encoding)}: stream passed through uninspected")
-        self.recorder = Recorder()
+        self.inspection = Inspection(self, self.session, sink, sniff=sniff)
+        #: Whether the sink was told about this stream (see announce()).
+        self.announced = False
         self.ended = False
         self.ended_at: float | None = None
         self.error: str | None = None
-        #: Whether the sink was told about this stream (see announce()).
-        self.announced = False
-        # With ``sniff``, the stream is only announced once its first line
-        # shows an event stream under another Content-Type; otherwise the
-        # flow stays silent and is merely recorded.
-        self._sniffing = sniff
-        self._sniffed = b""
-        self._since_progress = 0
-        self._last_progress: float | None = None
-        # Repair mode: the client gets what the repairer (or the decoder)
-        # makes of the stream, collected in _out during each call.
-        self.decompressing = Repair.DECOMPRESS in repairs and self._decoder is not None
-        if self._decoder is not None and not self.decompressing:
-            repairs = repairs & {Repair.HEADERS}  # the body stays compressed: it cannot be edited
-        shape = repair_letta_shape(letta_shape, path)
-        self.repairer = Repairer(repairs, shape) if repairs & BODY_REPAIRS else None
-        self.injector: Injector | None = None
-        if injections:
-            framing = framing_for_content_type(self.response_headers.get("content-type")) or "sse"
-            self.injector = Injector(injections, framing)
-        self.rewriting = self.repairer is not None or self.decompressing or self.injector is not None
-        self._out: list[bytes] = []
-        self._unforwarded: bytes | None = None  # decoded bytes not yet handed on
-        # Inspect-only mode forwards each chunk first and inspects it in
-        # later turns of the event loop (``defer`` is its call_soon), so
-        # inspection never delays the bytes (see the module docstring).
-        self._defer = defer if not self.rewriting else None
-        self.backlog = backlog if backlog is not None else Backlog()
-        self._queue: deque[tuple[bytes, float | None]] = deque()
-        self._queued_bytes = 0
-        self._scheduled = False
-        self._end_pending = False  # end() came while chunks still waited
         self.finished = False  # the end was inspected and the sink told
         #: Exact counts of what passed, parsed or not.
         self.wire_bytes = 0
         self.wire_chunks = 0
-        #: Where parsing stopped because inspection fell behind (None: it did not).
-        self.behind_at: int | None = None
-        self.unparsed = 0  # bytes from behind_at on, forwarded but not parsed
-        self._tail: list[bytes] | None = None  # injected pieces cut at the end
+
+        # The stages, chosen once. A body that stays compressed for the
+        # client can be inspected (decoded on the side) but not edited.
+        encoding = self.response_headers.get("content-encoding") or ""
+        self._decoder: StreamDecoder | None = None
+        if encoding and encoding.strip().lower() != "identity":
+            if supported(encoding):
+                self._decoder = StreamDecoder(encoding)
+            else:
+                self.inspection.stop(str(problem(encoding)))
+        compressed = bool(encoding) and encoding.strip().lower() != "identity"
+        editable = not compressed or (self._decoder is not None and Repair.DECOMPRESS in repairs)
+        #: Whether the client gets the body decoded (the decompress repair).
+        self.decompressing = self._decoder is not None and editable
+        repairer = None
+        if editable and repairs & BODY_REPAIRS:
+            repairer = Repairer(repairs, repair_letta_shape(letta_shape, path))
+        injector = None
+        if injections and editable:
+            framing = framing_for_content_type(self.response_headers.get("content-type")) or "sse"
+            injector = Injector(injections, framing)
+        elif injections:
+            self.notes.append("nothing injected: the body stays compressed for the client")
+        self.repairer = repairer
+        self.backlog = backlog if backlog is not None else Backlog()
+        self.forward: Mirror | Rewrite
+        if repairer is not None or injector is not None or self.decompressing:
+            self.forward = Rewrite(self, repairer, injector)
+        else:
+            self.forward = Mirror(self, self.backlog, defer)
 
     def announce(self) -> None:
         """Tell the sink the stream started (once)."""
@@ -186,135 +505,47 @@ class Pipeline:
     # -- the stream callable ------------------------------------------------
 
     def __call__(self, data: bytes) -> list[bytes]:
-        """mitmproxy's stream callable. Without repairs it forwards every
-        byte as it came; with them, what the repairer makes of the stream.
-        Never returns b"" mid-stream (that would end a chunked body)."""
+        """mitmproxy's stream callable: the pieces the client gets for this
+        chunk (for b"", at the end). Never returns b"" mid-stream (that would
+        end a chunked body)."""
         at = self.clock()
-        if data:
-            if self._defer is not None:
-                self._count(data)
-                self._record(data, at)
-                self._enqueue(data, at)
-                return [data]
-            self.receive(data, at)
-            return self._take([data], at)
-        self.end(at)
-        return self._take([], at, final=True)
-
-    def _count(self, data: bytes) -> None:
-        self.wire_bytes += len(data)
-        self.wire_chunks += 1
-
-    def _enqueue(self, data: bytes, at: float | None) -> None:
-        if self.behind_at is not None:
-            self.unparsed += len(data)
-            return
-        if not self.inspecting:
-            return  # passed through uninspected: nothing to queue
-        size = len(data)
-        backlog = self.backlog
-        if self._queued_bytes + size > backlog.per_flow or backlog.queued + size > backlog.per_proxy:
-            self._fall_behind(size)
-            return
-        self._queue.append((data, at))
-        self._queued_bytes += size
-        backlog.queued += size
-        self._schedule()
-
-    def _schedule(self) -> None:
-        self.backlog.pending.add(self)
-        if not self._scheduled and self._defer is not None:
-            self._scheduled = True
-            self._defer(self.inspect_slice)
-
-    def _fall_behind(self, size: int) -> None:
-        """This chunk would exceed a budget: parse nothing from here on."""
-        self.behind_at = self.wire_bytes - size
-        self.unparsed += size
-        which = "its" if self._queued_bytes + size > self.backlog.per_flow else "the proxy's"
-        if self.announced:  # a flow still being sniffed may be no stream at all
-            self._guard(self.sink.note, self,
-                        f"inspection fell behind the stream ({which} backlog of queued bytes is full): "
-                        f"from byte {self.behind_at:,} on it is forwarded and recorded but not parsed")
-
-    def inspect_slice(self) -> None:
-        """Inspect queued chunks, about SLICE_BYTES of them; the rest waits for the next turn."""
-        self._scheduled = False
-        budget = SLICE_BYTES
-        queue = self._queue
-        backlog = self.backlog
-        while queue and budget > 0:
-            data, at = queue.popleft()
-            size = len(data)
-            self._queued_bytes -= size
-            backlog.queued -= size
-            budget -= size
-            self._inspect_or_pass(data, at)
-        if queue:
-            self._schedule()
-            return
-        backlog.pending.discard(self)
-        if self._end_pending:
-            self._end_pending = False
-            self._finish()
-
-    def abandon(self) -> None:
-        """Give up the inspection still queued (the proxy stops): the rest
-        counts as unparsed, and an ended stream is finished at once."""
-        dropped = self._queued_bytes
-        self.backlog.queued -= dropped
-        self._queue.clear()
-        self._queued_bytes = 0
-        self.backlog.pending.discard(self)
-        if dropped:
-            # The queue always comes before the unparsed tail.
-            self.behind_at = self.wire_bytes - self.unparsed - dropped
-            self.unparsed += dropped
-            self.notes.append(f"mitmproxy stopped before inspection caught up: {dropped:,} queued bytes not parsed")
-        if self._end_pending:
-            self._end_pending = False
-            self._finish()
-
-    def _take(self, unchanged: list[bytes], at: float | None, *, final: bool = False) -> list[bytes]:
-        if not self.rewriting:
-            return unchanged
-        out = b"".join(self._out)
-        self._out.clear()
-        if final and self._tail is not None:
-            pieces, self._tail = self._tail, None
-            return pieces
-        if self.injector is not None:
-            return self._inject(out, at, final=False)
-        return [out] if out else []
-
-    def _inject(self, out: bytes, at: float | None, *, final: bool) -> list[bytes]:
-        assert self.injector is not None
+        if not data:
+            self.end(at)
+            return self.forward.final()
+        self._take(data, at)
         try:
-            pieces = self.injector.feed(out, at)
-            if final:
-                pieces += self.injector.end(at)
-        except Exception as exc:  # injection is a test tool: never lose bytes over it
-            self.injector = None
-            self.notes.append(f"injection stopped by an internal error: {exc!r}")
-            return [out] if out else []
-        return [piece for piece in pieces if piece]
+            return self.forward.chunk(data, at)
+        except Exception as exc:  # every stage guards itself: this is the last resort
+            self.inspection.fail(exc)
+            return [data]
 
     def receive(self, data: bytes, at: float | None) -> None:
-        """Record and inspect one chunk (live, or replayed with its stored time)."""
-        self._count(data)
-        self._record(data, at)
-        self._inspect_or_pass(data, at)
+        """Record and inspect one chunk at once (a stored flow, with its recorded time)."""
+        self._take(data, at)
+        self.inspect(data, at)
 
-    def _record(self, data: bytes, at: float | None) -> None:
+    def _take(self, data: bytes, at: float | None) -> None:
+        self.wire_bytes += len(data)
+        self.wire_chunks += 1
         note = self.recorder.add(data, at)
         if note is not None:
             self.notes.append(note)
 
-    def _inspect_or_pass(self, data: bytes, at: float | None) -> None:
-        if self.inspecting:
-            self._guard(self._inspect, data, at)
-        elif self.rewriting:
-            self._out.append(self._plain(data))
+    def inspect(self, data: bytes, at: float | None) -> Step:
+        """The decode stage, then inspection: one received chunk in, what goes on out."""
+        if self._decoder is not None:
+            try:
+                data = self._decoder.feed(data)
+            except DecodeError as exc:
+                self.inspection.stop(str(exc))
+                return Unparsed(data)  # nothing better is possible once the headers are out
+        if not data:
+            return None
+        try:
+            return self.inspection.feed(data, at)
+        except Exception as exc:  # Inspection guards its stages; this is the last resort
+            self.inspection.fail(exc)
+            return Unparsed(data)
 
     def end(self, at: float | None, error: str | None = None) -> None:
         """The body ended: cleanly (``error`` None) or aborted."""
@@ -325,12 +556,46 @@ class Pipeline:
         self.error = error
         if self.behind_at is not None:
             self.notes.append(self.behind_note())
-        if self._queue:
-            # Finished by the last slice: never one long inspection in one turn.
-            self._end_pending = True
-            self._schedule()
-            return
-        self._finish()
+        self.forward.end()
+
+    def abandon(self) -> None:
+        """The proxy stops: give up the inspection still queued."""
+        if isinstance(self.forward, Mirror):
+            self.forward.abandon()
+
+    def finish(self) -> None:
+        """Inspect the end (once every queued chunk was) and tell the sink."""
+        at, error = self.ended_at, self.error
+        self.finished = True
+        forward = self.forward
+        if isinstance(forward, Rewrite):
+            forward.finish(at, error)
+        # Once inspection fell behind, the session never saw the end of the
+        # stream: closing it would diagnose a cut stream that was whole.
+        elif forward.behind_at is None:
+            self.inspection.flush(at)
+            self.inspection.close(at, error)
+        if self.repairer is not None and self.repairer.changes:
+            self.notes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
+        if isinstance(forward, Rewrite) and forward.injector is not None and forward.injector.done:
+            self.notes.append("injected: " + "; ".join(dict.fromkeys(forward.injector.done)))
+        if self.announced:
+            try:
+                self.sink.finished(self, error)
+            except Exception as exc:
+                self.inspection.fail(exc)
+
+    # -- results ---------------------------------------------------------------
+
+    @property
+    def behind_at(self) -> int | None:
+        """Where parsing stopped because inspection fell behind (None: it did not)."""
+        return self.forward.behind_at
+
+    @property
+    def unparsed(self) -> int:
+        """Bytes from behind_at on: forwarded and recorded, not parsed."""
+        return self.forward.unparsed
 
     def behind_note(self) -> str:
         """What the summary says when inspection fell behind."""
@@ -338,141 +603,6 @@ class Pipeline:
         return (f"inspection fell behind: the last {self.unparsed:,} of {self.wire_bytes:,} bytes "
                 f"({self.unparsed / max(self.wire_bytes, 1):.0%}) were forwarded and recorded but not parsed; "
                 f"events, text and faults cover the first {self.behind_at:,} bytes only")
-
-    def _finish(self) -> None:
-        at, error = self.ended_at, self.error
-        self.finished = True
-        # Once inspection fell behind, the session never saw the end of the
-        # stream: closing it would diagnose a cut stream that was whole.
-        if self.inspecting and self.behind_at is None:
-            if self._sniffing:
-                self._guard(self._decide, at)
-            if self.inspecting:
-                self._guard(self._close, at)
-        elif self.rewriting and self._sniffed:
-            self._out.append(self._sniffed)
-            self._sniffed = b""
-        if self.repairer is not None and self.repairer.changes:
-            self.notes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
-        if self.injector is not None:
-            # The last pieces are cut now, so the summary can say what was injected.
-            out = b"".join(self._out)
-            self._out.clear()
-            self._tail = self._inject(out, at, final=True)
-            if self.injector is not None and self.injector.done:
-                self.notes.append("injected: " + "; ".join(dict.fromkeys(self.injector.done)))
-        if self.announced:
-            self._guard(self.sink.finished, self, error)
-
-    # -- internals ------------------------------------------------------------
-
-    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            if self.inspecting:
-                self.inspecting = False
-                self._fall_back()
-                self.notes.append(f"ssemedic internal error, stream passed through uninspected: {exc!r}")
-                try:
-                    self.sink.internal_error(self, exc)
-                except Exception:
-                    pass  # never let reporting the error break the stream
-
-    def _fall_back(self) -> None:
-        """Inspection stopped mid-stream: in repair mode, hand on everything
-        held back, unrepaired, so no byte is lost."""
-        if not self.rewriting:
-            return
-        if self.repairer is not None:
-            self._out.append(self.repairer.release())
-        if self._unforwarded is not None:
-            self._out.append(self._unforwarded)
-            self._unforwarded = None
-        if self._sniffed:
-            self._out.append(self._sniffed)
-            self._sniffed = b""
-
-    def _plain(self, data: bytes) -> bytes:
-        """A chunk passed on unrepaired (decoded if the client was promised that)."""
-        if self.decompressing and self._decoder is not None:
-            try:
-                return self._decoder.feed(data)
-            except DecodeError:
-                return data  # nothing better is possible once headers are sent
-        return data
-
-    def _inspect(self, data: bytes, at: float | None) -> None:
-        if self._decoder is not None:
-            try:
-                data = self._decoder.feed(data)
-            except DecodeError as exc:
-                self.inspecting = False
-                self.notes.append(f"{exc}: stream passed through uninspected")
-                self._fall_back()
-                if self.rewriting:
-                    self._out.append(data)
-                return
-        if not data:
-            return
-        if self._sniffing:
-            self._sniffed += data
-            if b"\n" not in self._sniffed and len(self._sniffed) < 256:
-                return
-            self._decide(at)
-            return
-        self._feed(data, at)
-
-    def _decide(self, at: float | None) -> None:
-        """Sniffing ends: announce an event stream, or go quiet for anything else."""
-        data, self._sniffed, self._sniffing = self._sniffed, b"", False
-        if sniff_framing(data) != "sse":
-            self.inspecting = False
-            if self.rewriting:
-                self._out.append(data)
-            return
-        content_type = self.response_headers.get("content-type", "no content-type")
-        self.notes.append(f"served as {content_type!r}, but the body is an event stream")
-        self.announce()
-        self._feed(data, at)
-
-    def _feed(self, data: bytes, at: float | None) -> None:
-        if self.session.bytes == 0:
-            self.sink.first_chunk(self, data)
-        self._unforwarded = data if self.rewriting and self.repairer is None else None
-        if self.repairer is not None:
-            self.repairer.hold(data)
-        records = self.session.feed(data, at)
-        self._emit(records)
-        if self.rewriting:
-            repaired = (self.repairer.feed(data, records, self.session.boundary, self.session.rules)
-                        if self.repairer is not None else data)
-            self._unforwarded = None
-            self._out.append(repaired)
-        self._since_progress += 1
-        if at is not None and self._last_progress is None:
-            self._last_progress = at
-        if self._since_progress >= PROGRESS_CHUNKS or (
-            at is not None and self._last_progress is not None and at - self._last_progress >= PROGRESS_SECONDS
-        ):
-            self._since_progress = 0
-            self._last_progress = at
-            self.sink.progress(self)
-
-    def _close(self, at: float | None) -> None:
-        client_gone = is_client_disconnect(self.error)
-        records = self.session.close(at, clean=self.error is None, client_gone=client_gone)
-        self._emit(records)
-        if self.repairer is not None:
-            self._out.append(self.repairer.end(records, self.session.outcome(), clean=self.error is None))
-
-    def _emit(self, records: Iterable[EventRecord]) -> None:
-        for record in records:
-            self.sink.event(self, record)
-        for fault in self.session.new_faults():
-            self.sink.fault(self, fault)
-
-    # -- results ---------------------------------------------------------------
 
     @property
     def raw(self) -> bytes:

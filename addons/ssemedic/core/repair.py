@@ -103,7 +103,8 @@ class Repairer:
         return out
 
     def hold(self, data: bytes) -> None:
-        """Take a chunk before it is inspected: from now on release() hands it on."""
+        """Take a chunk before it is fed: from now on release() hands it on,
+        whatever fails in feed()."""
         if self.body:
             self._held += data
 
@@ -197,8 +198,9 @@ class Repairer:
             out = out[len(BOM) :]
             self.changes["BOM stripped"] += 1
         if out.find(b"\r") >= 0:  # not `b"\r" in out`: see sse._CR
+            # Counted per line ending, not per region: the count does not depend on the chunking.
+            self.changes["line endings normalised to LF"] += out.count(b"\r")
             out = out.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            self.changes["line endings normalised to LF"] += 1
         return out
 
     def release(self) -> bytes:
