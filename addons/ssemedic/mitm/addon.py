@@ -16,13 +16,13 @@ from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
 from ..core import recording
 from ..core.pipeline import Backlog, Pipeline
 from .output import LOG_LEVELS, Reporter
-from ..core.decoding import supported
+from ..core.headers import plan as header_plan
 from ..core.diagnose import DEFAULT_STALL_SECONDS
 from ..core import providers
 from ..core.providers import detect_from_request
 from ..files.redact import redact_flow, redact_url
 from ..core.inject import Injection, parse_injections
-from ..core.repair import ALL_REPAIRS, BODY_REPAIRS, Repair, letta_shape, parse_repairs
+from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
 from ..core.framing import framing_for_content_type
 
 logger = logging.getLogger("ssemedic")
@@ -234,47 +234,22 @@ class Medic:
 
     def _repairs_for(self, f: http.HTTPFlow, mode: str) -> frozenset[Repair]:
         """The repairs for this response, with its headers repaired now: they
-        go out before the first chunk."""
+        go out before the first chunk (see core/headers.py)."""
         assert f.response is not None
         headers = f.response.headers
         if self.injections and mode == "stream":
             headers.pop("content-length", None)  # injection changes the body
-        if not self.repair_on:
-            return frozenset()
-        repairs = self.repairs
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if mode == "sniff" and encoding not in ("", "identity"):
-            return frozenset()  # cannot know yet whether it is a stream: leave it alone
-        changed = []
-        if Repair.DECOMPRESS in repairs and encoding not in ("", "identity") and supported(encoding):
-            headers.pop("content-encoding")
-            changed.append(f"Content-Encoding {encoding} removed (forwarded decompressed)")
-        elif encoding not in ("", "identity"):
-            repairs = repairs & {Repair.HEADERS}
-        if repairs & (BODY_REPAIRS | {Repair.DECOMPRESS, Repair.HEADERS}) and "content-length" in headers:
-            headers.pop("content-length")
-            changed.append("Content-Length removed")
-        if Repair.HEADERS in repairs and mode == "sniff" and 200 <= f.response.status_code < 300:
-            declared = headers.get("content-type", "")
-            if declared.split(";", 1)[0].strip().lower() in UNTYPED_CONTENT_TYPES:
-                # The request asked for a stream (or went to a known provider's
-                # streaming route): clients such as httpx-sse refuse such a body
-                # unless it is labelled as what its provider frames it as.
-                implied = _implied_content_type(f.request)
-                headers["content-type"] = implied
-                changed.append(f"Content-Type: {implied} (was {declared or 'missing'})")
-                mode = "stream"
-        if Repair.HEADERS in repairs and mode == "stream":
-            if "no-transform" not in headers.get("cache-control", ""):
-                headers["cache-control"] = "no-cache, no-transform"
-                changed.append("Cache-Control: no-cache, no-transform")
-            if headers.get("x-accel-buffering", "").lower() != "no":
-                headers["x-accel-buffering"] = "no"
-                changed.append("X-Accel-Buffering: no")
-        if changed:
-            logger.info("[%s] ssemedic repaired headers: %s", f.id[:6], "; ".join(changed))
-            recording.add_header_repairs(f, changed)
-        return repairs
+        decided = header_plan(
+            headers,
+            repairs=self.repairs if self.repair_on else frozenset(),
+            sniffing=mode == "sniff",
+            status=f.response.status_code,
+            implied_content_type=_implied_content_type(f.request) if self.repair_on else "",
+        )
+        if decided.changed:
+            logger.info("[%s] ssemedic repaired headers: %s", f.id[:6], "; ".join(decided.changed))
+            recording.add_header_repairs(f, decided.changed)
+        return decided.repairs
 
     def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
                     repairs: frozenset[Repair] = frozenset(),
@@ -393,11 +368,6 @@ def _stall(value: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise exceptions.OptionsError(f"ssemedic_stall: {value!r} is not a number of seconds > 0")
     return seconds
-
-
-#: Content-Types that say nothing about a body (or are a server's fallback),
-#: which the ``headers`` repair relabels on a response the request made a stream.
-UNTYPED_CONTENT_TYPES = frozenset({"", "text/plain", "application/octet-stream"})
 
 
 def _implied_content_type(request: http.Request) -> str:
