@@ -172,6 +172,36 @@ def test_the_end_is_inspected_after_the_queue_not_in_the_stream_callable() -> No
     assert stream.finished and sink.finished_with == [None]
 
 
+def test_the_end_is_inspected_in_a_later_turn_even_when_nothing_waits() -> None:
+    # Closing the session and drawing the summary (1 MiB of kept text to
+    # redact, say) must not delay the end of the body, which mitmproxy sends
+    # only after the stream callable returned from b"".
+    loop, sink = Loop(), Sink()
+    stream = pipeline(loop, sink)
+    stream(BODY)
+    loop.run()
+    assert len(sink.records) == BODY.count(b"\n\n") and not stream.backlog.pending
+    assert stream(b"") == []
+    assert stream.ended and not stream.finished and sink.finished_with == []
+    assert loop.turn() == 1
+    assert stream.finished and sink.finished_with == [None]
+
+
+def test_a_sniffed_body_is_decided_by_its_end_so_the_addon_knows_what_to_store() -> None:
+    # Served as text/plain, ended before the loop turned: the addon stores the
+    # recording in the response hook only for a stream that was announced.
+    loop, sink = Loop(), Sink()
+    stream = Pipeline(
+        flow_id="f00d", label="POST /v1/chat/completions", method="POST", path="/v1/chat/completions",
+        request_headers={}, status=200, response_headers={"content-type": "text/plain"},
+        started_at=100.0, sink=sink, clock=Clock(), defer=loop.call_soon, sniff=True,
+    )
+    body = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}'
+    assert forward(stream, [body], loop) == body
+    assert stream.announced and stream.finished and sink.finished_with == [None]
+    assert stream.session.bytes == len(body)  # inspected; an unfinished last event is not dispatched
+
+
 # -- past the budget: forwarded and counted, not parsed, and said so -----------------------
 
 

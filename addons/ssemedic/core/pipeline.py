@@ -258,12 +258,25 @@ class Mirror:
         return [data]
 
     def end(self) -> None:
-        if self._queue:
-            # Finished by the last slice: never one long inspection in one turn.
+        if self._defer is not None and self.stream.announced:
+            # Finished in a later turn, after the last slice: the end of the
+            # body goes out first, and closing the session, its diagnosis and
+            # the summary never delay the client's last byte.
             self._end_pending = True
             self._schedule()
-        else:
-            self.stream.finish()
+            return
+        # Not announced: still sniffing (a few bytes), or no stream at all.
+        # Decided now, so the addon knows what to store with the flow.
+        self._drain()
+        self.stream.finish()
+
+    def _drain(self) -> None:
+        while self._queue:
+            data, at = self._queue.popleft()
+            self._queued_bytes -= len(data)
+            self.backlog.queued -= len(data)
+            self.stream.inspect(data, at)
+        self.backlog.pending.discard(self.stream)
 
     def final(self) -> list[bytes]:
         return []
