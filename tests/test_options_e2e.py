@@ -41,6 +41,7 @@ def start(*settings: str) -> tuple[subprocess.CompletedProcess[str], float]:
 
 
 def lines_naming(option: str, result: subprocess.CompletedProcess[str]) -> list[str]:
+    # mitmdump's log (where the line goes) is on stdout, its exit line on stderr.
     return [line for line in (result.stdout + result.stderr).splitlines() if option in line]
 
 
