@@ -242,7 +242,7 @@ def test_replayed_flow_gives_the_same_log_as_live(medic: Any) -> None:
         ("ssemedic_max_text", "many", "ssemedic_max_text: 'many' is not a whole number"),
         ("ssemedic_max_text", "-3", "ssemedic_max_text: '-3' is not a whole number"),
         ("ssemedic_filter", "~u (", "ssemedic_filter: '~u (' is not a valid filter expression"),
-        ("ssemedic_jsonl", "/nonexistent-dir/x.jsonl", "ssemedic_jsonl: cannot open"),
+        ("ssemedic_jsonl", "/nonexistent-dir/x.jsonl", "ssemedic_jsonl: '/nonexistent-dir/x.jsonl' cannot be opened for appending"),
         ("ssemedic_stall", "soon", "ssemedic_stall: 'soon' is not a number of seconds > 0"),
         ("ssemedic_repair", "maybe", "ssemedic_repair: 'maybe' is not true or false"),
         ("ssemedic_redact", "sometimes", "ssemedic_redact: 'sometimes' is not true or false"),

@@ -43,6 +43,8 @@ class Medic:
         # What waits for inspection across all streams, within fixed budgets.
         self.backlog = Backlog()
         self.filter: flowfilter.TFilter | None = None
+        self.log_level = "events"
+        self.max_text = 200
         self.stall_after = DEFAULT_STALL_SECONDS
         self.repairs: frozenset[Repair] = ALL_REPAIRS
         self.injections: dict[Injection, float] = {}
@@ -108,55 +110,42 @@ class Medic:
         )
 
     def configure(self, updated: set[str]) -> None:
-        opts = ctx.options
-        if "ssemedic_log" in updated and opts.ssemedic_log not in LOG_LEVELS:
-            raise exceptions.OptionsError(
-                f"ssemedic_log: {opts.ssemedic_log!r} is not one of {', '.join(LOG_LEVELS)}"
-            )
-        if "ssemedic_max_text" in updated:
-            _max_text(opts.ssemedic_max_text)
+        # Every updated option is parsed before any is applied, so a bad value
+        # leaves ssemedic as it was, and all bad values are named at once.
+        problems: list[str] = []
+
+        def parsed[T](name: str, parse: Callable[[Any], T], current: T) -> T:
+            if name not in updated:
+                return current
+            try:
+                return parse(getattr(ctx.options, name))
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+                return current
+
+        log_level = parsed("ssemedic_log", _log_level, self.log_level)
+        max_text = parsed("ssemedic_max_text", _max_text, self.max_text)
         # Booleans are declared as text: mitmproxy drops a script silently when
         # it cannot parse a --set value for it, so they are parsed here instead.
-        if "ssemedic_repair" in updated:
-            self.repair_on = _flag("ssemedic_repair", opts.ssemedic_repair)
-        if "ssemedic_redact" in updated:
-            self.redact_on = _flag("ssemedic_redact", opts.ssemedic_redact)
-        if "ssemedic_repairs" in updated:
-            try:
-                self.repairs = parse_repairs(opts.ssemedic_repairs)
-            except ValueError as exc:
-                raise exceptions.OptionsError(f"ssemedic_repairs: {exc}") from None
-        if "ssemedic_letta_shape" in updated:
-            try:
-                letta_shape(opts.ssemedic_letta_shape, "")
-            except ValueError as exc:
-                raise exceptions.OptionsError(f"ssemedic_letta_shape: {exc}") from None
-            self.letta_shape = opts.ssemedic_letta_shape
-        if "ssemedic_inject" in updated:
-            try:
-                self.injections = parse_injections(opts.ssemedic_inject)
-            except ValueError as exc:
-                raise exceptions.OptionsError(f"ssemedic_inject: {exc}") from None
-        if "ssemedic_stall" in updated:
-            self.stall_after = _stall(opts.ssemedic_stall)
-        if "ssemedic_filter" in updated:
-            self.filter = None
-            if opts.ssemedic_filter:
-                try:
-                    self.filter = flowfilter.parse(opts.ssemedic_filter)
-                except ValueError as exc:
-                    raise exceptions.OptionsError(
-                        f"ssemedic_filter: {opts.ssemedic_filter!r} is not a valid filter expression: {exc}"
-                    ) from None
-        if "ssemedic_jsonl" in updated:
+        repair_on = parsed("ssemedic_repair", _flag, self.repair_on)
+        redact_on = parsed("ssemedic_redact", _flag, self.redact_on)
+        repairs = parsed("ssemedic_repairs", parse_repairs, self.repairs)
+        shape = parsed("ssemedic_letta_shape", _letta_shape, self.letta_shape)
+        injections = parsed("ssemedic_inject", parse_injections, self.injections)
+        stall_after = parsed("ssemedic_stall", _stall, self.stall_after)
+        filter_ = parsed("ssemedic_filter", _filter, self.filter)
+        # Opened last, so that a refused setting creates no file.
+        jsonl = self._jsonl if problems else parsed("ssemedic_jsonl", _open_jsonl, self._jsonl)
+        if problems:
+            _refuse(problems)
+            return
+        if jsonl is not self._jsonl:
             self._close_jsonl()
-            if opts.ssemedic_jsonl:
-                try:
-                    self._jsonl = open(opts.ssemedic_jsonl, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-                except OSError as exc:
-                    raise exceptions.OptionsError(
-                        f"ssemedic_jsonl: cannot open {opts.ssemedic_jsonl!r}: {exc.strerror or exc}"
-                    ) from None
+            self._jsonl = jsonl
+        self.log_level, self.max_text = log_level, max_text
+        self.repair_on, self.redact_on, self.repairs = repair_on, redact_on, repairs
+        self.letta_shape, self.injections = shape, injections
+        self.stall_after, self.filter = stall_after, filter_
         self._rebuild_reporter()
 
     def running(self) -> None:
@@ -305,11 +294,10 @@ class Medic:
         stream.end(recorded.ended_at, error=f.error.msg if f.error else None)
 
     def _rebuild_reporter(self) -> None:
-        opts = ctx.options
         self.reporter.close()
         self.reporter = Reporter(
-            level=opts.ssemedic_log,
-            max_text=_max_text(opts.ssemedic_max_text),
+            level=self.log_level,
+            max_text=self.max_text,
             console=self._console,
             jsonl=self._jsonl,
             defer=_call_soon(),
@@ -339,13 +327,48 @@ def _call_soon() -> Callable[[Callable[[], None]], object] | None:
         return None
 
 
+def _refuse(problems: list[str]) -> None:
+    """Refuse bad option values, each in one line that names the option, the
+    value and what it may be.
+
+    At runtime (``:set``, mitmweb's options, ``ctx.options.update``) an
+    OptionsError makes mitmproxy keep the old values and show its message. At
+    startup mitmproxy prints one raised from a script's configure with a
+    traceback; logged as an error instead, it is one line, and mitmproxy's
+    startup check exits with status 1 right after (before serving any flow).
+    """
+    if _startup_check_pending():
+        for problem in problems:
+            logger.error(problem)
+        return
+    raise exceptions.OptionsError("; ".join(problems))
+
+
+def _startup_check_pending() -> bool:
+    """Whether mitmproxy's startup check (mitmdump, mitmweb, the console UI)
+    still watches the log: it stops mitmproxy on any error logged before it
+    finishes, and stops watching once mitmproxy is up."""
+    check = ctx.master.addons.get("errorcheck")
+    handler = getattr(check, "logger", None)
+    return handler is not None and handler in logging.getLogger().handlers
+
+
+# The option parsers: each returns the value ssemedic uses or raises
+# ValueError saying what the value may be.
+
+def _log_level(value: str) -> str:
+    if value not in LOG_LEVELS:
+        raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
 def _max_text(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
         number = -1
     if number < 0:
-        raise exceptions.OptionsError(f"ssemedic_max_text: {value!r} is not a whole number >= 0")
+        raise ValueError(f"{value!r} is not a whole number >= 0 (0 shows all)")
     return number
 
 
@@ -353,11 +376,11 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
 
 
-def _flag(option: str, value: str) -> bool:
+def _flag(value: str) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE | _FALSE:
         return text in _TRUE
-    raise exceptions.OptionsError(f"{option}: {value!r} is not true or false (yes/no, on/off, 1/0)")
+    raise ValueError(f"{value!r} is not true or false (yes/no, on/off, 1/0)")
 
 
 def _stall(value: str) -> float:
@@ -366,8 +389,33 @@ def _stall(value: str) -> float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0 or seconds == float("inf"):
-        raise exceptions.OptionsError(f"ssemedic_stall: {value!r} is not a number of seconds > 0")
+        raise ValueError(f"{value!r} is not a number of seconds > 0")
     return seconds
+
+
+def _letta_shape(value: str) -> str:
+    letta_shape(value, "")  # raises ValueError naming the shapes
+    return value
+
+
+def _filter(value: str | None) -> flowfilter.TFilter | None:
+    if not value:
+        return None
+    try:
+        return flowfilter.parse(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a valid filter expression (mitmproxy's filter syntax, e.g. '~u /v1/chat/')"
+        ) from None
+
+
+def _open_jsonl(path: str | None) -> IO[str] | None:
+    if not path:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open until replaced or done
+    except OSError as exc:
+        raise ValueError(f"{path!r} cannot be opened for appending: {exc.strerror or exc}") from None
 
 
 def _implied_content_type(request: http.Request) -> str:
