@@ -31,7 +31,7 @@ from .faults import Fault
 from .inject import Injection, Injector
 from .repair import BODY_REPAIRS, Repair, Repairer
 from .repair import letta_shape as repair_letta_shape
-from .recording import Recorder
+from .recording import Cut, Recorder
 from .framing import framing_for_content_type, sniff_framing
 from .session import EventRecord, StreamSession
 
@@ -176,6 +176,8 @@ class Pipeline:
         self.behind_at: int | None = None
         self.unparsed = 0  # bytes from behind_at on, forwarded but not parsed
         self._tail: list[bytes] | None = None  # injected pieces cut at the end
+        #: Set when the bytes fed are a recording that stops short of the stream (-nr).
+        self.recording_cut: Cut | None = None
 
     def announce(self) -> None:
         """Tell the sink the stream started (once)."""
@@ -461,7 +463,8 @@ class Pipeline:
 
     def _close(self, at: float | None) -> None:
         client_gone = is_client_disconnect(self.error)
-        records = self.session.close(at, clean=self.error is None, client_gone=client_gone)
+        records = self.session.close(at, clean=self.error is None, client_gone=client_gone,
+                                     cut=self.recording_cut is not None)
         self._emit(records)
         if self.repairer is not None:
             self._out.append(self.repairer.end(records, self.session.outcome(), clean=self.error is None))
@@ -497,6 +500,8 @@ class Pipeline:
             if timing["duration_ms"] is not None and start is not None and self.ended_at is not None:
                 timing["duration_ms"] = round((self.ended_at - start) * 1000, 3)
         out["notes"] = list(self.notes)
+        if self.recording_cut is not None:
+            out["recording_cut"] = self.recording_cut.to_dict()
         if self.error is not None:
             out["aborted"] = self.error
         return out
