@@ -501,7 +501,7 @@ class Pipeline:
                 timing["duration_ms"] = round((self.ended_at - start) * 1000, 3)
         out["notes"] = list(self.notes)
         if self.recording_cut is not None:
-            out["recording_cut"] = self.recording_cut.to_dict()
+            out["recording"] = self.recording_cut.to_dict()
         if self.error is not None:
             out["aborted"] = self.error
         return out

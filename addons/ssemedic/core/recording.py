@@ -253,7 +253,7 @@ class Cut:
         return self.message() + "; events, text and faults cover only what came before the cut"
 
     def to_dict(self) -> dict[str, int | None]:
-        return {"at": self.at, "stream_bytes": self.stream_bytes}
+        return {"cut_at": self.at, "stream_bytes": self.stream_bytes}
 
 
 #: How the note of a recorder that spliced chunks in after the cut began (version 1, early).
