@@ -213,7 +213,7 @@ def test_a_session_closed_at_a_cut_diagnoses_only_what_came_before(case: Case) -
         session = StreamSession(path=case.path, content_type=case.content_type)
         for chunk in chunks:
             session.feed(chunk)
-        session.close(cut=True)
+        session.close(recording_cut=True)
         summary = session.summary()
         assert kinds(summary["faults"]) & INVENTED_FAULTS == set(), how
         assert issues(summary) == case.issues_before, how
@@ -222,7 +222,7 @@ def test_a_session_closed_at_a_cut_diagnoses_only_what_came_before(case: Case) -
 
 
 def test_the_same_prefix_closed_as_the_streams_end_is_truncated() -> None:
-    """The control: without ``cut``, the prefix is judged a stream that ended there."""
+    """The control: without ``recording_cut``, the prefix is judged a stream that ended there."""
     case = CASES[1]
     session = StreamSession(path=case.path, content_type=case.content_type)
     session.feed(case.body[: case.body.index(case.cut_inside) + 9])

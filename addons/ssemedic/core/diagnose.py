@@ -137,12 +137,13 @@ class Diagnoser:
                 self.add(FaultKind.STALL, f"{time - last:.1f} s without events before event "
                          f"#{record.index} (threshold {self.stall_after:g} s)", event_index=record.index)
 
-    def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False, cut: bool = False) -> None:
+    def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False,
+            recording_cut: bool = False) -> None:
         """The stream ended (its last issues already given); ``clean`` is False
         when the connection broke. When the client hung up (``client_gone``),
         an unfinished stream is the client's doing, not the upstream's: no
         truncation faults then. When the input ends at a recording cut
-        (``cut``), the stream's end was never seen: nothing is said about it
+        (``recording_cut``), the stream's end was never seen: nothing is said about it
         (truncation, emptiness, end marker, unfinished tool arguments)."""
         if outcome.line_endings:
             self._line_endings(outcome.line_endings)
@@ -155,7 +156,7 @@ class Diagnoser:
             clean = True  # the connection broke only after the stream had ended
         # From here on, a cut recording is judged like a client that hung up:
         # what came before is the upstream's, what would have come is unknown.
-        client_gone = client_gone or cut
+        client_gone = client_gone or recording_cut
         empty = None if client_gone or not clean or incomplete else self._emptiness(outcome, known)
         if client_gone:
             pass

@@ -464,7 +464,7 @@ class Pipeline:
     def _close(self, at: float | None) -> None:
         client_gone = is_client_disconnect(self.error)
         records = self.session.close(at, clean=self.error is None, client_gone=client_gone,
-                                     cut=self.recording_cut is not None)
+                                     recording_cut=self.recording_cut is not None)
         self._emit(records)
         if self.repairer is not None:
             self._out.append(self.repairer.end(records, self.session.outcome(), clean=self.error is None))

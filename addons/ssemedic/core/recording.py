@@ -243,13 +243,15 @@ class Cut:
     def message(self) -> str:
         """One line saying so, for every reader to show."""
         if self.at is None:
-            return ("recording cut at an unknown byte by an older ssemedic, which kept some later chunks "
-                    "after the cut: the end of this body is not the stream's end, and some of it may be spliced")
+            return ("recording cut by an older ssemedic at an unknown byte (at most its cap), which kept some "
+                    "later chunks after the cut: this body is not a prefix of the stream")
         of = f" of {self.stream_bytes:,}" if self.stream_bytes is not None and self.stream_bytes > self.at else ""
         return f"recording cut at byte {self.at:,}{of}: the stream went on, but the rest was not saved"
 
     def diagnosed(self) -> str:
         """The line for a reader that diagnoses the recording."""
+        if self.at is None:
+            return self.message() + "; events, text and faults near its end may come from those later chunks"
         return self.message() + "; events, text and faults cover only what came before the cut"
 
     def to_dict(self) -> dict[str, int | None]:

@@ -81,7 +81,7 @@ class Capture:
         # A close time only when the chunks were timed: never mix known and unknown times.
         closed_at = self.closed_at if self.chunks and self.chunks[-1][1] is not None else None
         take(session.close(closed_at, clean=not self.aborted, client_gone=self.client_gone,
-                           cut=self.cut is not None))
+                           recording_cut=self.cut is not None))
         return session, records
 
 

@@ -98,7 +98,7 @@ def _ms(seconds: float | None) -> str:
 
 
 def _ending(session: StreamSession) -> str:
-    if session.cut and not session.complete:
+    if session.recording_cut and not session.complete:
         return "end not recorded (recording cut)"
     if session.rules.terminal is None and not session.message.markers:
         # The generic interpreter calls every stream complete; here that would mislead.
