@@ -50,17 +50,31 @@ def test_descending_offsets_are_refused() -> None:
 # -- Recorder and read(): the one writer and the one reader of the format ---------
 
 
-def test_recorder_keeps_a_prefix_when_the_cap_is_reached() -> None:
+def test_recorder_drops_the_chunk_that_crosses_the_cap_and_everything_after() -> None:
     rec = recording.Recorder(cap=10)
     assert rec.add(b"abcdef", 1.0) is None
-    note = rec.add(b"ghijklmn", 2.0)  # crosses the cap: only "ghij" fits
-    assert note is not None and "recording cut at 10 bytes" in note
-    assert rec.add(b"op", 3.0) is None  # later small chunks are not spliced in
-    assert bytes(rec.raw) == b"abcdefghij"
-    assert list(rec.offsets) == [0, 6] and list(rec.times) == [1.0, 2.0]
+    note = rec.add(b"ghijklmn", 2.0)  # does not fit: dropped whole, never half a chunk
+    assert note is not None and note.startswith("recording cut at byte 6 (the 10-byte cap)")
+    assert rec.add(b"op", 3.0) is None  # later small chunks that would fit are not spliced in
+    assert bytes(rec.raw) == b"abcdef"
+    assert list(rec.offsets) == [0] and list(rec.times) == [1.0]
     assert rec.passed == 16
     meta = rec.metadata(provider="generic", ended_at=3.5, notes=[note])
-    assert meta["recording_cut"] == 10
+    assert meta["version"] == 2 and meta["recording_cut"] == 6 and meta["stream_bytes"] == 16
+
+
+def test_recorder_that_fills_the_cap_exactly_is_not_cut() -> None:
+    rec = recording.Recorder(cap=10)
+    assert rec.add(b"abcde", 1.0) is None and rec.add(b"fghij", 2.0) is None
+    assert not rec.cut and "recording_cut" not in rec.metadata(provider="generic", ended_at=None, notes=[])
+    assert rec.add(b"k", 3.0) is not None and rec.cut and bytes(rec.raw) == b"abcdefghij"
+
+
+def test_a_first_chunk_larger_than_the_cap_leaves_an_empty_recording_cut_at_byte_0() -> None:
+    rec = recording.Recorder(cap=4)
+    assert rec.add(b"abcdefgh", 1.0) is not None
+    meta = rec.metadata(provider="generic", ended_at=2.0, notes=[])
+    assert bytes(rec.raw) == b"" and meta["recording_cut"] == 0 and meta["stream_bytes"] == 8
 
 
 def test_recorder_without_times_stores_no_timeline() -> None:
@@ -104,6 +118,54 @@ def test_what_the_recorder_writes_read_gives_back_through_a_saved_file() -> None
     assert recording.entry(flow)["redacted"] == ["request header authorization", "request URL key"]
 
 
+def test_a_cut_recording_survives_a_saved_file_with_plain_metadata() -> None:
+    from mitmproxy.test import tflow
+
+    rec = recording.Recorder(cap=20)
+    for data, at in [(b"data: a\n\n", 10.0), (b"data: bb\n", 10.25), (b"\ndata: ccc\n\n", 10.5)]:
+        rec.add(data, at)
+    flow = tflow.tflow(resp=True)
+    flow.response.raw_content = bytes(rec.raw)
+    recording.store(flow, rec.metadata(provider="generic", ended_at=11.0, notes=[]))
+    assert all(type(v) in (int, float, str, bytes, list, dict) for v in recording.entry(flow).values())
+
+    got = recording.read(_saved_and_loaded(flow))
+    assert got.cut == recording.Cut(18, 30)
+    assert got.chunks == [(b"data: a\n\n", 10.0), (b"data: bb\n", 10.25)]
+    assert got.cut.message() == "recording cut at byte 18 of 30: the stream went on, but the rest was not saved"
+
+
+@pytest.mark.parametrize(
+    ("meta", "cut"),
+    [
+        ({"version": 2}, None),
+        ({"version": 2, "recording_cut": 40, "stream_bytes": 90}, recording.Cut(40, 90)),
+        # version 1 after the cut was marked: the crossing chunk's first bytes were kept
+        ({"version": 1, "recording_cut": 40, "notes": ["recording cut at 40 bytes; the stream itself..."]},
+         recording.Cut(40, None)),
+        # version 1 before that: later chunks were spliced in, only a note says so
+        ({"version": 1, "notes": ["recording cut at 67108864 bytes; the stream itself was forwarded whole"]},
+         recording.Cut(None)),
+        ({"version": 1, "notes": ["served as 'text/plain', but the body is an event stream"]}, None),
+        ({"version": 2, "recording_cut": True}, None),
+        ({"version": 2, "recording_cut": 40, "stream_bytes": 10}, recording.Cut(40, None)),
+        ({"version": 2, "recording_cut": -1}, None),
+    ],
+)
+def test_read_finds_the_cut_in_every_layout_that_had_one(meta: dict[str, object], cut: object) -> None:
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.metadata[recording.METADATA_KEY] = meta
+    assert recording.read(flow).cut == cut
+
+
+def test_a_cut_of_unknown_place_says_the_body_may_be_spliced() -> None:
+    message = recording.Cut(None).message()
+    assert message.startswith("recording cut by an older ssemedic at an unknown byte")
+    assert message.endswith("this body is not a prefix of the stream")
+
+
 @pytest.mark.parametrize(
     ("meta", "problem"),
     [
@@ -131,7 +193,8 @@ def test_only_recording_py_knows_the_metadata_layout() -> None:
     from pathlib import Path
 
     package = Path(recording.__file__).parent
-    keys = ("\"timeline\"", "\"ended_at\"", "\"header_repairs\"", "\"recording_cut\"", "\"redacted\"", "METADATA_KEY]")
+    keys = ("\"timeline\"", "\"ended_at\"", "\"header_repairs\"", "\"recording_cut\"", "\"stream_bytes\"",
+            "\"redacted\"", "METADATA_KEY]")
     offenders = [
         f"{path.name}: {key}"
         for path in package.rglob("*.py")

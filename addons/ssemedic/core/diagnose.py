@@ -137,11 +137,14 @@ class Diagnoser:
                 self.add(FaultKind.STALL, f"{time - last:.1f} s without events before event "
                          f"#{record.index} (threshold {self.stall_after:g} s)", event_index=record.index)
 
-    def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False) -> None:
+    def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False,
+            recording_cut: bool = False) -> None:
         """The stream ended (its last issues already given); ``clean`` is False
         when the connection broke. When the client hung up (``client_gone``),
         an unfinished stream is the client's doing, not the upstream's: no
-        truncation faults then."""
+        truncation faults then. When the input ends at a recording cut
+        (``recording_cut``), the stream's end was never seen: nothing is said about it
+        (truncation, emptiness, end marker, unfinished tool arguments)."""
         if outcome.line_endings:
             self._line_endings(outcome.line_endings)
         message = outcome.message
@@ -151,6 +154,9 @@ class Diagnoser:
         known = outcome.provider.terminal is not None
         if not clean and known and complete and not incomplete:
             clean = True  # the connection broke only after the stream had ended
+        # From here on, a cut recording is judged like a client that hung up:
+        # what came before is the upstream's, what would have come is unknown.
+        client_gone = client_gone or recording_cut
         empty = None if client_gone or not clean or incomplete else self._emptiness(outcome, known)
         if client_gone:
             pass

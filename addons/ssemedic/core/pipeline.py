@@ -39,7 +39,7 @@ from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
 from .framing import framing_for_content_type, sniff_framing
 from .inject import Injection, Injector
-from .recording import Recorder
+from .recording import Cut, Recorder
 from .repair import BODY_REPAIRS, Repair, Repairer
 from .repair import letta_shape as repair_letta_shape
 from .session import EventRecord, StreamSession
@@ -139,7 +139,8 @@ class Inspection:
         if not self.alive:
             return None
         try:
-            records = self.session.close(at, clean=error is None, client_gone=is_client_disconnect(error))
+            records = self.session.close(at, clean=error is None, client_gone=is_client_disconnect(error),
+                                         recording_cut=self.stream.recording_cut is not None)
             self._emit(records)
         except Exception as exc:
             self.fail(exc)
@@ -478,6 +479,8 @@ class Pipeline:
         #: Exact counts of what passed, parsed or not.
         self.wire_bytes = 0
         self.wire_chunks = 0
+        #: Set when the bytes fed are a recording that stops short of the stream (-nr).
+        self.recording_cut: Cut | None = None
 
         # The stages, chosen once. A body that stays compressed for the
         # client can be inspected (decoded on the side) but not edited.
@@ -640,6 +643,8 @@ class Pipeline:
             if timing["duration_ms"] is not None and start is not None and self.ended_at is not None:
                 timing["duration_ms"] = round((self.ended_at - start) * 1000, 3)
         out["notes"] = list(self.notes)
+        if self.recording_cut is not None:
+            out["recording"] = self.recording_cut.to_dict()
         if self.error is not None:
             out["aborted"] = self.error
         return out

@@ -9,9 +9,9 @@ live replay, redaction), so they all see the same chunks in the same shape.
 A recorded flow keeps the raw upstream body in ``flow.response.raw_content``
 (still compressed if it was) and, in ``flow.metadata["ssemedic"]``, a dict of
 plain types only (mitmproxy silently drops a flow with anything else from
-saved files). Layout, version 1:
+saved files). Layout, version 2:
 
-    version         int, 1
+    version         int, 2
     provider        str, the provider the stream was read as
     timeline        bytes, the chunk timeline packed by ``pack`` (absent when
                     an arrival time was unknown)
@@ -20,10 +20,19 @@ saved files). Layout, version 1:
     repairs         dict of str to int, body repairs applied, by kind
     header_repairs  list of str, response headers repaired before the body
     recording_cut   int, present when the body kept is only the first this
-                    many bytes of what passed
+                    many bytes of what passed (the recording was cut there)
+    stream_bytes    int, with recording_cut: how many bytes passed in all
     redacted        list of str, what redaction hid (names, never values)
 
-The packed timeline, format version 1, little-endian:
+A cut recording is a prefix of the stream made of whole chunks: the chunk
+that does not fit under the cap is dropped, and nothing after it is kept, so
+every chunk boundary in it is one that arrived (version 2). Older layouts are
+still read: version 1 with ``recording_cut`` kept the crossing chunk's first
+bytes; version 1 before ``recording_cut`` existed spliced later small chunks
+in after the cut and said so only in a note, so where such a body stops
+being the stream is unknown (``Cut.at`` None).
+
+The packed timeline, format version 1 (its own number), little-endian:
 
     u8  version (1)
     u32 chunk count N
@@ -45,7 +54,9 @@ from typing import Any
 #: flow.metadata key under which ssemedic keeps its per-flow data.
 METADATA_KEY = "ssemedic"
 #: The metadata layout's version (see the module docstring).
-VERSION = 1
+VERSION = 2
+#: The packed timeline's own format version.
+TIMELINE_VERSION = 1
 #: Raw bytes kept per flow for saving; past this the recording is cut (and says so).
 MAX_RECORDED_BYTES = 64 * 1024 * 1024
 
@@ -88,7 +99,7 @@ def pack(offsets: Sequence[int], times: Sequence[float]) -> bytes:
     if sys.byteorder != "little":
         packed_offsets.byteswap()
         packed_times.byteswap()
-    return _HEADER.pack(VERSION, len(offsets)) + packed_offsets.tobytes() + packed_times.tobytes()
+    return _HEADER.pack(TIMELINE_VERSION, len(offsets)) + packed_offsets.tobytes() + packed_times.tobytes()
 
 
 def unpack(data: bytes) -> Timeline:
@@ -96,8 +107,8 @@ def unpack(data: bytes) -> Timeline:
     if not isinstance(data, (bytes, bytearray)) or len(data) < _HEADER.size:
         raise TimelineError("timeline is not packed bytes")
     version, count = _HEADER.unpack_from(data)
-    if version != VERSION:
-        raise TimelineError(f"timeline format version {version} is not supported (expected {VERSION})")
+    if version != TIMELINE_VERSION:
+        raise TimelineError(f"timeline format version {version} is not supported (expected {TIMELINE_VERSION})")
     if len(data) != _HEADER.size + 16 * count:
         raise TimelineError(f"timeline of {count} chunks should be {_HEADER.size + 16 * count} bytes, not {len(data)}")
     offsets = array("Q")
@@ -118,8 +129,10 @@ def unpack(data: bytes) -> Timeline:
 class Recorder:
     """Keeps one live stream's raw bytes and chunk timeline, up to ``cap`` bytes.
 
-    Past the cap nothing more is kept, not even later small chunks, so the
-    saved body is always a prefix of the stream and its timeline matches it.
+    The first chunk that does not fit is dropped whole, and so is everything
+    after it, even later small chunks: the saved body is always a prefix of
+    the stream, cut where one chunk ended and the next began, and its
+    timeline matches it chunk for chunk.
     """
 
     def __init__(self, cap: int = MAX_RECORDED_BYTES) -> None:
@@ -139,17 +152,15 @@ class Recorder:
         self.passed += len(data)
         if self.cut:
             return None
-        room = self.cap - self.size
-        if len(data) > room:
-            data = data[:room]
+        if len(data) > self.cap - self.size:
             self.cut = True
+            return (f"recording cut at byte {self.size:,} (the {self.cap:,}-byte cap): the stream itself "
+                    f"was forwarded whole, but what follows is not saved")
         if data:
             self.offsets.append(self.size)
             self.times.append(at if at is not None else math.nan)
             self._raw.write(data)
             self.size += len(data)
-        if self.cut:
-            return f"recording cut at {self.cap} bytes; the stream itself was forwarded whole"
         return None
 
     @property
@@ -180,6 +191,7 @@ class Recorder:
             meta["repairs"] = dict(repairs)
         if self.cut:
             meta["recording_cut"] = self.size
+            meta["stream_bytes"] = self.passed
         return meta
 
 
@@ -217,6 +229,48 @@ def entry(flow: Any) -> dict[str, Any]:
 # -- reading ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Where a recording stops short of its stream: its input ends there, not
+    at the stream's end, so nothing about that end can be told from it."""
+
+    #: Bytes kept: the body is the stream's first ``at`` bytes (None: unknown,
+    #: an older recorder that spliced later chunks in after the cut).
+    at: int | None
+    #: Bytes that passed in all, when known.
+    stream_bytes: int | None = None
+
+    def message(self) -> str:
+        """One line saying so, for every reader to show."""
+        if self.at is None:
+            return ("recording cut by an older ssemedic at an unknown byte (at most its cap), which kept some "
+                    "later chunks after the cut: this body is not a prefix of the stream")
+        of = f" of {self.stream_bytes:,}" if self.stream_bytes is not None and self.stream_bytes > self.at else ""
+        return f"recording cut at byte {self.at:,}{of}: the stream went on, but the rest was not saved"
+
+    def diagnosed(self) -> str:
+        """The line for a reader that diagnoses the recording."""
+        if self.at is None:
+            return self.message() + "; events, text and faults near its end may come from those later chunks"
+        return self.message() + "; events, text and faults cover only what came before the cut"
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"cut_at": self.at, "stream_bytes": self.stream_bytes}
+
+
+#: How the note of a recorder that spliced chunks in after the cut began (version 1, early).
+_SPLICED_NOTE = "recording cut at "
+
+
+def _cut(meta: dict[str, Any], notes: list[str]) -> Cut | None:
+    cut, seen = meta.get("recording_cut"), meta.get("stream_bytes")
+    if isinstance(cut, int) and not isinstance(cut, bool) and cut >= 0:
+        return Cut(cut, seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= cut else None)
+    if meta.get("version") == 1 and any(note.startswith(_SPLICED_NOTE) for note in notes):
+        return Cut(None)
+    return None
+
+
 @dataclass(slots=True)
 class Recording:
     """A flow's recording as every reader sees it."""
@@ -236,8 +290,8 @@ class Recording:
     problem: str | None = None
     repairs: dict[str, int] = field(default_factory=dict)
     header_repairs: list[str] = field(default_factory=list)
-    #: When only a prefix was kept: its length in bytes.
-    cut_at: int | None = None
+    #: When the recording stops short of the stream: where (see Cut).
+    cut: Cut | None = None
 
 
 def read(flow: Any) -> Recording:
@@ -248,7 +302,6 @@ def read(flow: Any) -> Recording:
     notes = [n for n in meta.get("notes", ()) if isinstance(n, str)] if isinstance(meta.get("notes"), list) else []
     repairs = meta.get("repairs")
     header_repairs = meta.get("header_repairs")
-    cut = meta.get("recording_cut")
     provider = meta.get("provider")
     recording = Recording(
         body=body,
@@ -258,7 +311,7 @@ def read(flow: Any) -> Recording:
         notes=notes,
         repairs={str(k): v for k, v in repairs.items() if isinstance(v, int)} if isinstance(repairs, dict) else {},
         header_repairs=[str(h) for h in header_repairs] if isinstance(header_repairs, list) else [],
-        cut_at=cut if isinstance(cut, int) and not isinstance(cut, bool) else None,
+        cut=_cut(meta, notes),
     )
     packed = meta.get("timeline")
     if packed is None:

@@ -122,6 +122,8 @@ class StreamSession:
         self.started_at = started_at
         self.closed_at: float | None = None
         self.closed = False
+        #: Whether the input ended at a recording cut (see close()).
+        self.recording_cut = False
         self.event_count = 0
         self.malformed_events: list[tuple[int, Malformed]] = []
         # The timeline: one entry per chunk, packed to stay small on long streams.
@@ -168,23 +170,28 @@ class StreamSession:
             self._give_issues()
         return records
 
-    def close(self, at: float | None = None, *, clean: bool = True, client_gone: bool = False) -> list[EventRecord]:
+    def close(self, at: float | None = None, *, clean: bool = True, client_gone: bool = False,
+              recording_cut: bool = False) -> list[EventRecord]:
         """The stream ended; ``clean`` is False when the connection broke,
-        ``client_gone`` when the client hung up. Return the events that completes."""
+        ``client_gone`` when the client hung up. ``recording_cut`` says the input ends
+        where a recording was cut, not where the stream ended: the unfinished
+        last event is dropped unparsed, and nothing is diagnosed about an
+        end that is not there. Return the events that completes."""
         if self.closed:
             return []
         self.closed = True
+        self.recording_cut = recording_cut
         self._note_time(at)
         self.closed_at = at
         parser = self.parser or self._make_parser("sse")
-        if self._sniff:
+        records = []
+        if self._sniff and not recording_cut:
             records = self._records(parser.feed(self._sniff), at)
-            self._sniff = b""
-        else:
-            records = []
-        records += self._records(parser.close(), at)
+        self._sniff = b""
+        if not recording_cut:
+            records += self._records(parser.close(), at)
         self._give_issues()
-        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone)
+        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone, recording_cut=recording_cut)
         return records
 
     def _give_issues(self) -> None:

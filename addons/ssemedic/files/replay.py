@@ -7,8 +7,11 @@ response with the same method and path (query included first, then without);
 several matches take turns in recorded order. The body is the raw recorded
 body (still compressed if it was) cut back into the chunks the ssemedic addon
 timed, each sent as its own HTTP/1.1 chunk frame after the recorded pause,
-scaled by 1/speed. A flow that broke off is cut at the same place. The stdlib
-parses every request; this module only writes chunk frames.
+scaled by 1/speed. A flow that broke off is cut at the same place. A
+recording that was cut (the recording cap) ends where it was cut, and the
+connection is closed there without ending the body: the recorded stream did
+not end there, so the replay does not claim it did. The stdlib parses every
+request; this module only writes chunk frames.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ class Recorded:
     aborted: bool
     timed: bool
     notes: tuple[str, ...] = ()
+    #: Where the recording stops short of the stream, when it does: the body
+    #: sent ends there, and the connection is closed without ending it.
+    cut: recording.Cut | None = None
 
     @property
     def label(self) -> str:
@@ -96,7 +102,15 @@ class Recorded:
         count = len(self.chunks)
         text = f"{self.status}, {count} chunk{'' if count == 1 else 's'}"
         text += f" over {self.end_at:.2f} s" if self.timed else " (no timeline)"
+        if self.cut is not None:
+            where = f" at byte {self.cut.at:,}" if self.cut.at is not None else ""
+            return text + f", recording cut{where}: closed there"
         return text + (", then cut" if self.aborted else "")
+
+    @property
+    def breaks_off(self) -> bool:
+        """Whether the body is sent without its end (it never ended in the recording)."""
+        return self.aborted or self.cut is not None
 
 
 def offsets(started: float, times: Sequence[float]) -> list[float]:
@@ -121,10 +135,11 @@ def from_flow(flow: Any, number: int) -> Recorded:
     aborted = flow.error is not None
     head_at, chunks, end_at, timed = _schedule(flow, body, notes)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.fields]
-    kept, framing, length = _framing(request.method, response.status_code, headers, len(body), aborted)
-    cut_at = recording.read(flow).cut_at
-    if cut_at is not None:
-        notes.append(f"recording cut after {cut_at} bytes: the replay ends there")
+    cut = recording.read(flow).cut
+    if cut is not None:
+        notes.append(f"{cut.message()}; the replay sends what was saved and closes the connection there")
+    kept, framing, length = _framing(request.method, response.status_code, headers, len(body),
+                                     aborted or cut is not None)
     return Recorded(
         number=number,
         method=request.method,
@@ -140,6 +155,7 @@ def from_flow(flow: Any, number: int) -> Recorded:
         aborted=aborted,
         timed=timed,
         notes=tuple(notes),
+        cut=cut,
     )
 
 
@@ -382,9 +398,12 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += 1
             if not self._wait(started, rec.end_at):
                 return self._cut(rec, sent)
-            if rec.aborted:
-                # The recorded body never ended: cut here, as the client saw it.
+            if rec.breaks_off:
+                # The recorded body never ended (it broke off, or the recording
+                # was cut): stop here without an end, as far as it is known.
                 self.close_connection = True
+                if rec.cut is not None:
+                    log.info("  %s: %s", rec.label, rec.cut.message())
             elif framing == "chunked":
                 self.wfile.write(LAST_CHUNK)
         except (ConnectionError, TimeoutError) as exc:

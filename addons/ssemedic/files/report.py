@@ -35,6 +35,8 @@ def build(stream: Capture, *, provider: str | None = None) -> dict[str, Any]:
     if all(at is None for _, at in stream.chunks):
         report["timing"]["chunks"] = None  # the original chunking is unknown
     report["notes"] = list(stream.notes)
+    if stream.cut is not None:
+        report["recording"] = stream.cut.to_dict()
     return report
 
 
@@ -125,6 +127,10 @@ def _end_state(report: dict[str, Any]) -> str:
     terminal signal", and a [DONE] without a finish_reason says so)."""
     if report["complete"]:
         return "complete"
+    cut = report.get("recording")
+    if cut is not None:
+        where = f" at byte {cut['cut_at']:,}" if cut.get("cut_at") is not None else ""
+        return f"not recorded: the recording was cut{where} before the stream ended"
     for fault in report["faults"]:
         if fault["kind"] == "empty-response":
             return f"empty: {fault['detail']}" if fault["detail"] else "empty"

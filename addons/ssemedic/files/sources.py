@@ -51,6 +51,9 @@ class Capture:
     aborted: bool = False
     #: Whether it was the client that went away.
     client_gone: bool = False
+    #: Where the recording stopped short of the stream, when it did: the
+    #: chunks end there, not at the stream's end.
+    cut: recording.Cut | None = None
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
@@ -77,7 +80,8 @@ class Capture:
             take(session.feed(data, at))
         # A close time only when the chunks were timed: never mix known and unknown times.
         closed_at = self.closed_at if self.chunks and self.chunks[-1][1] is not None else None
-        take(session.close(closed_at, clean=not self.aborted, client_gone=self.client_gone))
+        take(session.close(closed_at, clean=not self.aborted, client_gone=self.client_gone,
+                           recording_cut=self.cut is not None))
         return session, records
 
 
@@ -214,8 +218,8 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
     started_at: float | None = None
     closed_at: float | None = None
     recorded = recording.read(flow)
-    if recorded.cut_at is not None:
-        notes.append(f"recording cut after {recorded.cut_at} bytes: the stream went on, so its end is unknown")
+    if recorded.cut is not None:
+        notes.append(recorded.cut.diagnosed())
     if recorded.problem is not None:
         notes.append(f"{recorded.problem}: timings unavailable")
     elif body is raw or supported(encoding):
@@ -247,4 +251,5 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
         response_headers=dict(response.headers.items()),
         aborted=flow.error is not None,
         client_gone=is_client_disconnect(flow.error.msg if flow.error else None),
+        cut=recorded.cut,
     )

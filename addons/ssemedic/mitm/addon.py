@@ -289,6 +289,11 @@ class Medic:
         if recorded.problem is not None:
             stream.notes.append(f"{recorded.problem}: timings unavailable")
         stream.announce()
+        if recorded.cut is not None:
+            # Said before the events, and the end is not diagnosed: it is not in the recording.
+            stream.recording_cut = recorded.cut
+            stream.notes.append(recorded.cut.diagnosed())
+            stream.sink.note(stream, recorded.cut.diagnosed())
         for data, at in recorded.chunks:
             stream.receive(data, at)
         stream.end(recorded.ended_at, error=f.error.msg if f.error else None)

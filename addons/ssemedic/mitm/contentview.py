@@ -98,6 +98,8 @@ def _ms(seconds: float | None) -> str:
 
 
 def _ending(session: StreamSession) -> str:
+    if session.recording_cut and not session.complete:
+        return "end not recorded (recording cut)"
     if session.rules.terminal is None and not session.message.markers:
         # The generic interpreter calls every stream complete; here that would mislead.
         return "unknown format: no terminal signal to check"
@@ -208,11 +210,16 @@ def render(stream: Capture) -> str:
     if origin is None and stream.chunks:
         origin = stream.chunks[0][1]
     lines = [header(session), ""]
+    notes = stream.notes
+    if stream.cut is not None:
+        # Said at the top, once: everything below is only what came before the cut.
+        lines += [stream.cut.diagnosed(), ""]
+        notes = [note for note in notes if note != stream.cut.diagnosed()]
     lines += event_lines(records, origin) or ["(no events)"]
     if session.event_count > len(records):
         lines.append(f"… {session.event_count - len(records)} more events not listed")
     lines.append("")
-    lines += message_lines(session, stream.notes)
+    lines += message_lines(session, notes)
     return "\n".join(lines)
 
 
