@@ -17,7 +17,7 @@ from . import replay
 from . import redact as redaction
 from ..core.faults import CATALOGUE
 from .report import build, render
-from .sources import SourceError, load
+from .sources import SourceError, read_captures
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,22 +83,29 @@ def _faults(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Exit status: 2 if a file could not be read at all, else 1 if one was
+    damaged (its readable streams are still reported), else 0."""
     reports: list[dict[str, Any]] = []
-    failed = False
+    failed = damaged = False
     for path in args.paths:
         try:
-            streams = load(path)
+            read = read_captures(path)
         except SourceError as exc:
             print(f"ssemedic: error: {exc}", file=sys.stderr)
             failed = True
             continue
-        reports.extend(build(stream, provider=args.provider) for stream in streams)
+        reports.extend(build(stream, provider=args.provider) for stream in read.streams)
+        if read.damage is not None:
+            before = read.damage.flow - 1
+            print(f"ssemedic: error: {read.damage}; the {before} flow{'' if before == 1 else 's'} "
+                  f"before it are reported", file=sys.stderr)
+            damaged = True
     if args.json:
         json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif reports or not failed:
         render(reports, Console(highlight=False), max_text=args.max_text)
-    return 2 if failed else 0
+    return 2 if failed else 1 if damaged else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
