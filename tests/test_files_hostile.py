@@ -12,6 +12,8 @@ import io
 import json
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,9 @@ def flows_file(tmp_path: Path) -> Path:
 # -- 1. redact writes regular files only, atomically --------------------------------
 
 
-def test_redact_refuses_to_replace_a_fifo(tmp_path: Path, flows_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_redact_refuses_to_replace_a_fifo(
+    tmp_path: Path, flows_file: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
     assert redact.run(redact_args(flows_file, fifo)) == 2
@@ -89,7 +93,9 @@ def test_redact_refuses_to_replace_a_fifo(tmp_path: Path, flows_file: Path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.flows", "out.fifo"]  # no temporary left
 
 
-def test_redact_refuses_a_directory_as_output(tmp_path: Path, flows_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_redact_refuses_a_directory_as_output(
+    tmp_path: Path, flows_file: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     directory = tmp_path / "out"
     directory.mkdir()
     assert redact.run(redact_args(flows_file, directory)) == 2
@@ -97,7 +103,9 @@ def test_redact_refuses_a_directory_as_output(tmp_path: Path, flows_file: Path, 
     assert directory.is_dir() and not any(directory.iterdir())
 
 
-def test_redact_refuses_to_replace_a_device(tmp_path: Path, flows_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_redact_refuses_to_replace_a_device(
+    tmp_path: Path, flows_file: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     # A device node of our own (the null device's numbers) in tmp_path, not
     # /dev/null itself: a regression would replace the machine's device.
     device = tmp_path / "null"
@@ -193,7 +201,9 @@ def test_broken_har_is_one_error_line_and_exit_2(
     assert err.count("\n") == 1
 
 
-def test_ndjson_whose_objects_have_a_log_key_is_still_ndjson(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ndjson_whose_objects_have_a_log_key_is_still_ndjson(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     path = tmp_path / "logs.ndjson"
     path.write_bytes(ndjson_line({"log": "a"}) + ndjson_line({"log": "b"}))
     code, [report], _ = report_json(capsys, path)
@@ -225,7 +235,9 @@ def test_invalid_json_payload_is_an_issue_and_a_fault(
     assert [f["kind"] for f in report["faults"] if f["kind"] == "invalid-json"] == ["invalid-json"]
 
 
-def test_generic_payloads_that_are_not_meant_as_json_are_no_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_generic_payloads_that_are_not_meant_as_json_are_no_issue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     path = tmp_path / "capture.sse"
     path.write_bytes(b"data: hello\n\ndata: {\"a\": [1, 2]}\n\ndata: [DONE]\n\n")
     code, [report], _ = report_json(capsys, path)
@@ -263,7 +275,9 @@ def test_report_on_a_cut_flow_file_gives_every_intact_flow_then_says_where(
     assert "the file was cut" in line and f"the {intact} flows before it are reported" in line
 
 
-def test_garbage_in_the_middle_of_a_flow_file_is_said_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_garbage_in_the_middle_of_a_flow_file_is_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     data, ends = flow_bytes([stream_flow(n) for n in range(3)])
     path = tmp_path / "bad.flows"
     path.write_bytes(data[: ends[0]] + b"5:hello!" + data[ends[0]:])
@@ -317,3 +331,70 @@ def test_replay_serves_the_flows_before_the_damage_and_exits_1(
     assert replay.run(args) == 1
     line = one_error_line(capsys.readouterr().err)
     assert line.endswith(f"only the {intact} flows before it were served")
+
+
+# -- inputs that can be read only once (a pipe, ``<(curl ...)``) -----------------------
+
+
+def _open_writer(fifo: Path, seconds: float) -> int | None:
+    """The FIFO's write end once a reader has it open, or None after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        time.sleep(0.01)
+    return None
+
+
+def piped(tmp_path: Path, data: bytes) -> Path:
+    """A FIFO that a thread fills with ``data`` once, as a shell pipe would.
+    A reader that opens it again gets an empty pipe (end of file) for two
+    seconds, so code that reads it twice fails instead of hanging."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def fill() -> None:
+        fd = _open_writer(fifo, 30.0)
+        if fd is None:
+            return
+        os.set_blocking(fd, True)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BrokenPipeError:
+            pass  # the reader had seen enough
+        while (again := _open_writer(fifo, 2.0)) is not None:
+            os.close(again)
+            time.sleep(0.01)
+
+    threading.Thread(target=fill, daemon=True).start()
+    return fifo
+
+
+def test_report_reads_a_piped_capture_once_and_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = BODY * 3000  # more than the 64 KiB sniffed first
+    assert len(body) > 64 * 1024
+    code, [report], _ = report_json(capsys, piped(tmp_path, body))
+    assert code == 0 and report["timing"]["bytes"] == len(body) and report["events"] == 9000
+
+
+def test_report_reads_a_piped_flow_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, _ = flow_bytes([stream_flow(n) for n in range(40)])
+    assert len(data) > 64 * 1024
+    code, reports, _ = report_json(capsys, piped(tmp_path, data))
+    assert code == 0 and len(reports) == 40
+
+
+def test_redact_reads_a_piped_flow_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, _ = flow_bytes([stream_flow(n) for n in range(40)])
+    out = tmp_path / "out.flows"
+    assert redact.run(redact_args(piped(tmp_path, data), out)) == 0
+    assert out.read_bytes() == data
+
+
+def test_a_pipe_of_zeros_is_refused_after_its_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, reports, err = report_json(capsys, piped(tmp_path, bytes(70_000)))
+    assert code == 2 and reports == [] and "not an SSE or NDJSON capture" in one_error_line(err)

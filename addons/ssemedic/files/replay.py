@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..core import recording
-from .sources import Damage, SourceError, file_kind, read_flow_file, read_head
+from .sources import Damage, NotFlowsError, SourceError, read_flow_file
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,13 @@ def load(path: str | PathLike[str]) -> Recording:
 
 def _read(path: str | PathLike[str]) -> tuple[Recording, Damage | None]:
     path = Path(path)
-    if file_kind(read_head(path)) == "sse":
-        raise SourceError(f"{path}: a raw body capture holds no requests to replay; record flows with mitmdump -w")
-    read = read_flow_file(path)
+    try:
+        read = read_flow_file(path)
+    except NotFlowsError as exc:
+        if exc.kind != "sse":
+            raise
+        raise SourceError(f"{path}: a raw body capture holds no requests to replay; "
+                          "record flows with mitmdump -w") from None
     flows, damage = read.flows, read.damage
     recording = Recording.from_flows(flows, str(path))
     if damage is not None:

@@ -8,6 +8,7 @@ reading stopped; callers decide what a partial read is worth.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -24,8 +25,8 @@ from ..core import recording
 from ..core.recording import METADATA_KEY
 
 __all__ = [
-    "METADATA_KEY", "SourceError", "Damage", "FlowFile", "Captures", "Capture", "load", "read_captures",
-    "read_flows", "read_flow_file", "read_head", "file_kind", "stream_from_flow",
+    "METADATA_KEY", "SourceError", "NotFlowsError", "Damage", "FlowFile", "Captures", "Capture", "load",
+    "read_captures", "read_flows", "read_flow_file", "read_head", "file_kind", "stream_from_flow",
 ]
 
 _TNETSTRING_START = re.compile(rb"^\d{1,12}:")
@@ -150,14 +151,47 @@ def file_kind(head: bytes) -> str | None:
 
 def read_head(path: Path) -> bytes:
     """The first bytes of ``path`` (enough to sniff it); SourceError if unreadable or empty."""
+    f, head = _open(path)
+    f.close()
+    return head
+
+
+def _open(path: Path) -> tuple[BinaryIO, bytes]:
+    """``path`` open at its start, and its first bytes; SourceError (one
+    line) if it cannot be read or is empty.
+
+    Strategy: each file is opened once, so a pipe (``<(curl ...)``) is read
+    once too: an input that cannot seek is read whole into memory, but only
+    after its first bytes show a kind of file read here (a pipe of zeros is
+    refused after 64 KiB)."""
     try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
+        f: BinaryIO = path.open("rb")
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not head:
-        raise SourceError(f"{path}: empty file")
-    return head
+    try:
+        head = f.read(_HEAD)
+        if not head:
+            raise SourceError(f"{path}: empty file")
+        if f.seekable():
+            f.seek(0)
+            return f, head
+        rest = f.read() if file_kind(head) is not None else b""
+        f.close()
+        return io.BytesIO(head + rest), head
+    except OSError as exc:
+        f.close()
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except BaseException:
+        f.close()
+        raise
+
+
+class NotFlowsError(SourceError):
+    """A readable file that is no flow or HAR file; ``kind`` is what it is (see ``file_kind``)."""
+
+    def __init__(self, message: str, kind: str | None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def read_flows(path: str | Path) -> list[Any]:
@@ -172,17 +206,24 @@ def read_flows(path: str | Path) -> list[Any]:
 def read_flow_file(path: str | Path) -> FlowFile:
     """The flows of a mitmproxy flow file or HAR file, as far as they can be read.
 
-    Raises SourceError (one line) when not even the first flow can be read;
-    a file that breaks off later gives the flows before the break and its ``Damage``.
+    Raises SourceError (one line; NotFlowsError for another kind of file)
+    when not even the first flow can be read; a file that breaks off later
+    gives the flows before the break and its ``Damage``.
     """
     path = Path(path)
-    kind = file_kind(read_head(path))
-    if kind not in ("flows", "json"):
-        raise SourceError(f"{path}: not a mitmproxy flow or HAR file")
+    f, head = _open(path)
+    with f:
+        kind = file_kind(head)
+        if kind not in ("flows", "json"):
+            raise NotFlowsError(f"{path}: not a mitmproxy flow or HAR file", kind)
+        return _flow_file(path, f, har=kind == "json")
+
+
+def _flow_file(path: Path, f: BinaryIO, *, har: bool) -> FlowFile:
     try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            read = _read_flows(path, f, size, har=kind == "json")
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        read = _read_flows(path, f, size, har=har)
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if read.damage is not None and not read.flows:
@@ -252,27 +293,20 @@ def read_captures(path: str | Path) -> Captures:
     if the file is damaged; raises SourceError with a one-line reason when
     nothing can be read."""
     path = Path(path)
-    head = read_head(path)
-    kind = file_kind(head)
-    if kind == "flows":
-        return _from_flow_file(path)
-    if kind == "json":
-        body = _read_all(path)
-        if _is_har(body, path):
-            return _from_flow_file(path)
-        return Captures([_capture(path, body, "ndjson")])
-    if kind == "sse":
-        return Captures([_capture(path, _read_all(path), "sse")])
-    raise SourceError(
-        f"{path}: not an SSE or NDJSON capture, nor a mitmproxy flow or HAR file"
-    )
-
-
-def _read_all(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    f, head = _open(path)
+    with f:
+        kind = file_kind(head)
+        if kind == "flows":
+            return _captures(path, _flow_file(path, f, har=False))
+        if kind not in ("json", "sse"):
+            raise SourceError(f"{path}: not an SSE or NDJSON capture, nor a mitmproxy flow or HAR file")
+        try:
+            body = f.read()
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if kind == "json" and _is_har(body, path):
+        return _captures(path, _flow_file(path, io.BytesIO(body), har=True))
+    return Captures([_capture(path, body, "ndjson" if kind == "json" else "sse")])
 
 
 def _capture(path: Path, body: bytes, framing: str) -> Capture:
@@ -311,10 +345,9 @@ def _first_line_is_json(body: bytes) -> bool:
     return True
 
 
-def _from_flow_file(path: Path) -> Captures:
+def _captures(path: Path, read: FlowFile) -> Captures:
     from mitmproxy import http
 
-    read = read_flow_file(path)
     streams = []
     for number, flow in enumerate(read.flows, 1):
         if isinstance(flow, http.HTTPFlow) and flow.response is not None:
