@@ -12,6 +12,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 from helpers import ndjson_line, sse_event
+from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import FlowReader, FlowWriter
 from mitmproxy.test import tflow
 
@@ -287,6 +290,30 @@ def test_garbage_in_the_middle_of_a_flow_file_is_said_so(
     assert "not a valid flow" in err
 
 
+def test_har_with_a_broken_entry_gives_the_entries_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    har = SaveHar().make_har([stream_flow(n) for n in range(3)])
+    har["log"]["entries"][1]["request"] = {"no": "method"}
+    path = tmp_path / "browser.har"
+    path.write_text(json.dumps(har), encoding="utf-8")
+    code, reports, err = report_json(capsys, path)
+    assert code == 1 and len(reports) == 1
+    line = one_error_line(err)
+    assert line.startswith(f"ssemedic: error: {path}: reading stopped at HAR entry #2: ")
+    assert "KeyError" in line and line.endswith("; the flow before it is reported")
+
+
+def test_a_flow_file_cut_inside_its_first_flow_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, _ = flow_bytes([stream_flow()])
+    path = tmp_path / "cut.flows"
+    path.write_bytes(data[:500])
+    code, reports, err = report_json(capsys, path)
+    assert code == 2 and reports == []
+    assert one_error_line(err) == (f"ssemedic: error: {path}: not a readable mitmproxy flow or HAR file: the file "
+                                   f"ends inside this flow (500 of its {len(data):,} bytes are there): the file was cut")
+
+
 def test_strict_readers_name_the_damage(cut_file: tuple[Path, int, int]) -> None:
     path, intact, _ = cut_file
     read = sources.read_flow_file(path)
@@ -398,3 +425,34 @@ def test_redact_reads_a_piped_flow_file(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_pipe_of_zeros_is_refused_after_its_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, reports, err = report_json(capsys, piped(tmp_path, bytes(70_000)))
     assert code == 2 and reports == [] and "not an SSE or NDJSON capture" in one_error_line(err)
+
+
+# -- output that cannot be delivered -----------------------------------------------------
+
+
+def ssemedic(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "ssemedic", *args], stderr=subprocess.PIPE, **popen)
+
+
+def test_report_to_a_full_device_is_an_error_not_a_success(tmp_path: Path) -> None:
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full here")
+    capture = tmp_path / "body.sse"
+    capture.write_bytes(BODY)
+    for args in (["report", str(capture)], ["report", "--json", str(capture)], ["faults", "--json"]):
+        with open("/dev/full", "wb") as full:  # opened for writing only: the device stays as it is
+            process = ssemedic(*args, stdout=full)
+            _, err = process.communicate(timeout=60)
+        assert process.returncode == 2, (args, err)
+        assert err.decode() == "ssemedic: error: cannot write the output: No space left on device\n"
+
+
+def test_report_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    path = tmp_path / "many.flows"
+    path.write_bytes(flow_bytes([stream_flow(n) for n in range(100)])[0])
+    process = ssemedic("report", "--json", str(path), stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.read(1) == b"["  # like `| head -c 1`
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and err == b""

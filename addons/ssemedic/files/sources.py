@@ -34,6 +34,8 @@ _TNETSTRING_LENGTH = re.compile(rb"(\d{1,12}):")
 # A HAR document's first key is "log" (HAR 1.2: the root object holds only it).
 _HAR_START = re.compile(rb"^\s*\{\s*\"log\"\s*:")
 _HEAD = 64 * 1024
+_MEMORY_REPR = re.compile(r"<memory at 0x[0-9a-fA-F]+>")
+_INVALID = "not a valid flow: "
 
 
 class SourceError(Exception):
@@ -227,7 +229,8 @@ def _flow_file(path: Path, f: BinaryIO, *, har: bool) -> FlowFile:
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if read.damage is not None and not read.flows:
-        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {read.damage.reason}")
+        reason = read.damage.reason.removeprefix(_INVALID)
+        raise SourceError(f"{path}: not a readable mitmproxy flow or HAR file: {reason}")
     return read
 
 
@@ -252,7 +255,7 @@ def _read_flows(path: Path, f: BinaryIO, size: int, *, har: bool) -> FlowFile:
             if har:
                 return FlowFile(flows, Damage(path, len(flows) + 1, None, size, _reason(exc)))
             f.seek(offset)
-            reason = _cut_reason(f.read(13), offset, size) or f"not a valid flow: {_reason(exc)}"
+            reason = _cut_reason(f.read(13), offset, size) or _INVALID + _reason(exc)
             return FlowFile(flows, Damage(path, len(flows) + 1, offset, size, reason))
         flows.append(flow)
 
@@ -271,12 +274,14 @@ def _cut_reason(head: bytes, offset: int, size: int) -> str | None:
 
 
 def _reason(exc: BaseException) -> str:
-    """One line for a read error, with the underlying cause mitmproxy wraps."""
+    """One line for a read error, with the underlying error mitmproxy wraps."""
     text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-    cause = exc.__cause__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text += ": " + " ".join(str(cause).split())
-    return text
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        detail = " ".join(str(cause).split())
+        if detail not in text:
+            text += f" ({type(cause).__name__}: {detail})" if detail else f" ({type(cause).__name__})"
+    return _MEMORY_REPR.sub("…", text)  # tnetstring quotes a memoryview: its address says nothing
 
 
 def load(path: str | Path) -> list[Capture]:
