@@ -502,8 +502,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     flows, damage = read.flows, read.damage
     if damage is not None and not getattr(args, "partial", False):
-        print(f"ssemedic: error: {damage}; nothing written (--partial writes the {len(flows)} flows before it)",
-              file=sys.stderr)
+        them = "the flow" if len(flows) == 1 else f"the {len(flows)} flows"
+        print(f"ssemedic: error: {damage}; nothing written (--partial writes {them} before it)", file=sys.stderr)
         return 2
     from mitmproxy import http
 
@@ -534,7 +534,8 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if damage is not None:
-        print(f"ssemedic: error: {damage}; {given} holds only the {len(flows)} flows before it", file=sys.stderr)
+        them = "the flow" if len(flows) == 1 else f"the {len(flows)} flows"
+        print(f"ssemedic: error: {damage}; {given} holds only {them} before it", file=sys.stderr)
         return 1
     return 0
 

@@ -568,7 +568,9 @@ def run(args: argparse.Namespace) -> int:
         log.removeHandler(handler)
         log.setLevel(level)
     if damage is not None:
-        print(f"ssemedic: error: {damage}; only the {damage.flow - 1} flows before it were served", file=sys.stderr)
+        before = damage.flow - 1
+        them = "the flow before it was" if before == 1 else f"the {before} flows before it were"
+        print(f"ssemedic: error: {damage}; only {them} served", file=sys.stderr)
         return 1
     return 0
 
