@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +19,7 @@ from . import replay
 from . import redact as redaction
 from ..core.faults import CATALOGUE
 from .report import build, render
-from .sources import SourceError, load
+from .sources import SourceError, read_captures
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,26 +85,59 @@ def _faults(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Exit status: 2 if a file could not be read at all, else 1 if one was
+    damaged (its readable streams are still reported), else 0."""
     reports: list[dict[str, Any]] = []
-    failed = False
+    failed = damaged = False
     for path in args.paths:
         try:
-            streams = load(path)
+            read = read_captures(path)
         except SourceError as exc:
             print(f"ssemedic: error: {exc}", file=sys.stderr)
             failed = True
             continue
-        reports.extend(build(stream, provider=args.provider) for stream in streams)
+        reports.extend(build(stream, provider=args.provider) for stream in read.streams)
+        if read.damage is not None:
+            before = read.damage.flow - 1
+            them = "the flow before it is" if before == 1 else f"the {before} flows before it are"
+            print(f"ssemedic: error: {read.damage}; {them} reported", file=sys.stderr)
+            damaged = True
     if args.json:
         json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif reports or not failed:
         render(reports, Console(highlight=False), max_text=args.max_text)
-    return 2 if failed else 0
+    return 2 if failed else 1 if damaged else 0
+
+
+#: What writing the output fails with on a full or broken device (stdout is /dev/full, a full disk).
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (2: bad input or output, 1: damaged input)."""
     args = _parser().parse_args(argv)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not as an error at exit
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as cat does.
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        if exc.errno not in _FULL or exc.filename is not None:
+            raise  # not the output failing: a bug to see whole
+        _silence_stdout()
+        print(f"ssemedic: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _silence_stdout()
+        print("ssemedic: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "faults":
@@ -112,6 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "redact":
         return redaction.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's own flush at exit cannot fail
+    again and print a traceback of its own."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return  # not a real file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..core import recording
-from .sources import SourceError, read_flows
+from .sources import SourceError, read_flow_file
 
 MARK = "[REDACTED]"
 URL_MARK = "REDACTED"
@@ -480,17 +480,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``ssemedic redact``."""
     parser.add_argument("input", metavar="IN", help="a mitmproxy flow file (mitmdump -w) or a HAR file")
     parser.add_argument("output", metavar="OUT", help="the redacted mitmproxy flow file to write (not IN)")
+    parser.add_argument("--partial", action="store_true",
+                        help="if IN is damaged, write the flows before the damage (exit status 1) instead of nothing")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Redact every flow of args.input into args.output; 0, or 2 with one error line."""
-    source, target = Path(args.input), Path(args.output)
+    """Redact every flow of args.input into args.output; the exit status.
+
+    0 when every flow was read and written. 2, with one error line, when
+    nothing was written: IN unreadable, OUT not a regular file or not
+    writable, or IN damaged without ``--partial``. 1 when IN was damaged
+    and ``--partial`` wrote the flows before the damage."""
+    source, given = Path(args.input), Path(args.output)
     try:
+        target = _output_path(given)
         if _same_file(source, target):
-            raise SourceError(f"{target}: is the input file; write the redacted flows to another file")
-        flows = read_flows(source)
+            raise SourceError(f"{given}: is the input file; write the redacted flows to another file")
+        read = read_flow_file(source)
     except SourceError as exc:
         print(f"ssemedic: error: {exc}", file=sys.stderr)
+        return 2
+    flows, damage = read.flows, read.damage
+    if damage is not None and not getattr(args, "partial", False):
+        them = "the flow" if len(flows) == 1 else f"the {len(flows)} flows"
+        print(f"ssemedic: error: {damage}; nothing written (--partial writes {them} before it)", file=sys.stderr)
         return 2
     from mitmproxy import http
 
@@ -508,15 +521,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"#{number} {label}: {', '.join(changed) or 'nothing to redact'}{extra}", file=sys.stderr)
     try:
         write_flows(target, kept)
+    except SourceError as exc:
+        print(f"ssemedic: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        print(f"ssemedic: error: {target}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        print(f"ssemedic: error: {given}: cannot write: {exc.strerror or exc}; nothing written", file=sys.stderr)
         return 2
     left_out = len(flows) - len(kept)
     print(
-        f"ssemedic: redacted {redacted} of {len(flows)} flows into {target}"
+        f"ssemedic: redacted {redacted} of {len(flows)} flows into {given}"
         + (f" ({left_out} non-HTTP left out)" if left_out else ""),
         file=sys.stderr,
     )
+    if damage is not None:
+        them = "the flow" if len(flows) == 1 else f"the {len(flows)} flows"
+        print(f"ssemedic: error: {damage}; {given} holds only {them} before it", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -529,18 +549,88 @@ def _same_file(a: Path, b: Path) -> bool:
         return False  # one of them does not exist
 
 
+def _output_path(path: Path) -> Path:
+    """Where OUT's bytes go: through a symlink to its target (the link stays
+    a link); SourceError when that is not a regular file or a new name."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    _check_regular(path, target)
+    return target
+
+
+def _check_regular(given: Path, target: Path) -> None:
+    """SourceError unless ``target`` is a regular file or does not exist yet:
+    replacing a device, FIFO or directory with a file would destroy it, and
+    writing into one would never give a flow file."""
+    try:
+        target.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SourceError(f"{given}: cannot write: {exc.strerror or exc}") from None
+    if target.is_file():
+        return
+    kinds = (("a directory", target.is_dir), ("a FIFO", target.is_fifo), ("a socket", target.is_socket),
+             ("a character device", target.is_char_device), ("a block device", target.is_block_device))
+    what = next((name for name, test in kinds if test()), "not a regular file")
+    raise SourceError(f"{given}: is {what}, not a regular file; ssemedic redact writes only regular files")
+
+
 def write_flows(path: Path, flows: Iterable[Any]) -> None:
-    """Write flows to ``path`` through a temporary file, so a failure (an
-    OSError) leaves no half-written file and an existing one intact."""
+    """Write flows to the regular file ``path`` atomically.
+
+    Strategy: the flows go to a new temporary file in the same directory,
+    which is flushed to disk (fsync) and then renamed over ``path``, and the
+    directory is synced so the rename lasts. A failure (an OSError) removes
+    the temporary file and leaves an existing ``path`` as it was; readers
+    never see half a file. An existing ``path`` keeps its permission bits.
+    Raises SourceError when ``path`` exists and is not a regular file."""
     from mitmproxy.io import FlowWriter
 
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _check_regular(path, path)
     try:
-        with temporary.open("xb") as f:
+        mode: int | None = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None  # a new file: the umask decides, as for any new file
+    directory = path.parent
+    temporary = _create_temporary(path)
+    try:
+        with open(temporary, "wb") as f:
             writer = FlowWriter(f)  # type: ignore[no-untyped-call]
             for flow in flows:
                 writer.add(flow)
+            f.flush()
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        _check_regular(path, path)  # it could have been replaced while we wrote
         os.replace(temporary, path)
-    except OSError:
+    except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    _sync_directory(directory)
+
+
+def _create_temporary(path: Path) -> Path:
+    """A new, empty file beside ``path`` with a name no one else uses."""
+    for _ in range(100):
+        temporary = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return temporary
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable, where the system allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows, where directories cannot be opened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the rename is done anyway
+    finally:
+        os.close(fd)

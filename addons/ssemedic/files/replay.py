@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..core import recording
-from .sources import SourceError, file_kind, read_flows, read_head
+from .sources import Damage, NotFlowsError, SourceError, read_flow_file
 
 log = logging.getLogger(__name__)
 
@@ -273,15 +273,30 @@ class Recording:
 
 
 def load(path: str | PathLike[str]) -> Recording:
-    """The recording in a flow or HAR file; raises SourceError with a one-line reason."""
+    """The recording in a flow or HAR file; raises SourceError with a one-line
+    reason. A damaged file gives the flows before the damage, and the
+    damage is listed among the skipped flows."""
+    return _read(path)[0]
+
+
+def _read(path: str | PathLike[str]) -> tuple[Recording, Damage | None]:
     path = Path(path)
-    if file_kind(read_head(path)) == "sse":
-        raise SourceError(f"{path}: a raw body capture holds no requests to replay; record flows with mitmdump -w")
-    flows = read_flows(path)
+    try:
+        read = read_flow_file(path)
+    except NotFlowsError as exc:
+        if exc.kind != "sse":
+            raise
+        raise SourceError(f"{path}: a raw body capture holds no requests to replay; "
+                          "record flows with mitmdump -w") from None
+    flows, damage = read.flows, read.damage
     recording = Recording.from_flows(flows, str(path))
+    if damage is not None:
+        recording = Recording(recording.responses, (*recording.skipped, f"{damage.where} on: {damage.reason}"),
+                              recording.label)
     if not recording.responses:
-        raise SourceError(f"{path}: no HTTP response to replay among its {len(flows)} flows")
-    return recording
+        where = f" (then {damage})" if damage is not None else ""
+        raise SourceError(f"{path}: no HTTP response to replay among its {len(flows)} flows{where}")
+    return recording, damage
 
 
 # -- serving ------------------------------------------------------------------
@@ -534,7 +549,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve ``args.file`` until Ctrl-C or ``--max-seconds``; the exit code."""
     try:
         check_loopback(args.host)
-        recording = load(args.file)
+        recording, damage = _read(args.file)
     except (ValueError, SourceError) as exc:
         print(f"ssemedic: error: {exc}", file=sys.stderr)
         return 2
@@ -571,6 +586,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+    if damage is not None:
+        before = damage.flow - 1
+        them = "the flow before it was" if before == 1 else f"the {before} flows before it were"
+        print(f"ssemedic: error: {damage}; only {them} served", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -34,6 +34,10 @@ def build(stream: Capture, *, provider: str | None = None) -> dict[str, Any]:
     report.update(session.summary())
     if all(at is None for _, at in stream.chunks):
         report["timing"]["chunks"] = None  # the original chunking is unknown
+    if stream.undecodable is not None:
+        # Not inspected: how the stream ended is unknown, not "incomplete".
+        report["complete"] = None
+        report["timing"]["bytes"] = len(stream.body)
     report["notes"] = list(stream.notes)
     if stream.cut is not None:
         report["recording"] = stream.cut.to_dict()
@@ -131,6 +135,8 @@ def _end_state(report: dict[str, Any]) -> str:
     if cut is not None:
         where = f" at byte {cut['cut_at']:,}" if cut.get("cut_at") is not None else ""
         return f"not recorded: the recording was cut{where} before the stream ended"
+    if report["complete"] is None:
+        return "unknown: body not inspected"
     for fault in report["faults"]:
         if fault["kind"] == "empty-response":
             return f"empty: {fault['detail']}" if fault["detail"] else "empty"

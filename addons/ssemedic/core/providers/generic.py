@@ -13,8 +13,15 @@ from .base import Interpreter, Provider
 
 class GenericInterpreter(Interpreter):
     def interpret(self, event: ServerSentEvent) -> list[Part]:
-        if event.data.strip() == "[DONE]":
+        data = event.data.strip()
+        if data == "[DONE]":
             return [Done("[DONE]")]
+        if data[:1] in ("{", "["):
+            # Meant as JSON (every NDJSON line, and the payload of every known
+            # provider, which may only be recognised later): say when it is
+            # not, as a provider's interpreter does. With no handlers, valid
+            # JSON yields nothing.
+            return super().interpret(event)
         return []
 
     def is_complete(self, message: Message) -> bool:
