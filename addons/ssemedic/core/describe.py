@@ -56,8 +56,9 @@ def describe_part(part: Part, limit: int = 120) -> str:
             return f"{head} {clip(part.arguments, limit)}".rstrip() if part.arguments else head
         case ToolResult():
             label = "tool error" if part.is_error else "tool result"
-            who = part.name or part.tool_call_id or ""
-            return f"{label} {who} → {clip(part.content, limit)}".replace("  ", " ")
+            who = part.name or part.tool_call_id
+            # Only the label is spaced here: the content keeps its own spaces.
+            return f"{label} {who} → {clip(part.content, limit)}" if who else f"{label} → {clip(part.content, limit)}"
         case Usage():
             return f"usage in={part.input_tokens} out={part.output_tokens} total={part.total_tokens}"
         case Stop():
