@@ -330,8 +330,6 @@ def test_read_flows_refuses_a_raw_capture(tmp_path: Path) -> None:
         read_flows(path)
 
 
-@pytest.mark.xfail(strict=True, reason="mitmproxy's FlowReader takes a HAR only when its first byte (after a BOM) "
-                                       "is '{', while file_kind and _is_har accept leading whitespace")
 def test_a_har_with_leading_whitespace_is_read(tmp_path: Path) -> None:
     path = tmp_path / "pretty.har"
     path.write_text("\n" + json.dumps(SaveHar().make_har([stream_flow()]), indent=2), encoding="utf-8")

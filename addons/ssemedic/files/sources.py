@@ -229,6 +229,12 @@ def _flow_file(path: Path, f: BinaryIO, *, har: bool) -> FlowFile:
     try:
         size = f.seek(0, os.SEEK_END)
         f.seek(0)
+        if har:
+            # mitmproxy takes a HAR only when "{" comes first (after a BOM);
+            # JSON allows whitespace before it, and pretty-printers write some.
+            body = f.read().removeprefix(BOM)
+            f = io.BytesIO(body.lstrip(b" \t\r\n"))
+            size = len(f.getbuffer())
         read = _read_flows(path, f, size, har=har)
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
