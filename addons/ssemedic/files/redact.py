@@ -12,9 +12,11 @@ low-entropy secret (a password, a test key) can be guessed offline, and a
 hash keyed per process cannot be compared across the recordings that users
 share, which is the only place a comparison would help.
 
-The response body is never touched: it is the evidence (a key echoed by the
-model stays in it). Redaction errs toward hiding too much: a word after
-"bearer" in prose is hidden too.
+The response body of a flow is never touched: it is the evidence (a key
+echoed by the model stays in it; redact_text hides it in what is printed).
+Redaction errs toward hiding too much: a word after "bearer" in prose is
+hidden too, and when redacting a flow fails, its credential fields are
+dropped (redact_flow_or_drop).
 """
 
 from __future__ import annotations
