@@ -89,7 +89,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.record.received.append(f"{self.requestline}\r\n{self.headers}".encode() + body)
         path = self.path.split("?")[0]
         if path.endswith("/hang"):
-            time.sleep(20)  # still waiting when mitmdump stops
+            self.server.stopping.wait(20)  # still waiting when mitmdump stops
             return
         streamed = json.loads(body or b"{}").get("stream") is True
         self.send_response(200)
@@ -120,20 +120,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     record: Upstream
+    stopping: threading.Event
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     server = _Server(("127.0.0.1", 0), _Handler)
-    server.record = Upstream(server.server_address[1])
+    server.record, server.stopping = Upstream(server.server_address[1]), threading.Event()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.record
     finally:
+        server.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+        assert not thread.is_alive(), "the upstream did not stop"
 
 
 # -- a test addon that makes ssemedic fail inside its own hooks --------------------------
