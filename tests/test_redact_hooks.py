@@ -188,6 +188,21 @@ def test_restoring_keeps_what_another_addon_changed_in_the_response(medic: Any) 
     asyncio.run(hooks())
 
 
+def test_two_cookies_redacted_alike_are_restored_each_to_its_own_value(medic: Any) -> None:
+    addon, _, _ = medic
+    f = llm_flow(path="/v1/embeddings", stream=False)
+    f.response.headers.set_all("set-cookie", ["a=1st-s3cr3t; Path=/", "a=2nd-s3cr3t; Path=/"])
+
+    async def hooks() -> None:
+        addon.response(f)
+        assert f.response.headers.get_all("set-cookie") == ["a=[REDACTED]; Path=/"] * 2
+        f.response.headers["x-added-later"] = "1"
+        addon.update([f])
+        assert f.response.headers.get_all("set-cookie") == ["a=1st-s3cr3t; Path=/", "a=2nd-s3cr3t; Path=/"]
+
+    asyncio.run(hooks())
+
+
 def test_flows_still_in_flight_at_done_are_redacted_before_the_save_addon_writes_them(medic: Any) -> None:
     addon, _, _ = medic
     f = llm_flow(resp=False)

@@ -351,8 +351,8 @@ class Medic:
 
     def _redact(self, f: http.HTTPFlow, *, sending: bool = False) -> None:
         """Take the credentials out of ``f``, as kept for saving, after its
-        request went out. ``sending``: at the response hook, when mitmproxy
-        has yet to send the response headers (unless streamed) and trailers;
+        request went out. ``sending``: at the response hook, before mitmproxy
+        sends the response headers (unless they were streamed) and trailers;
         update() puts them back for the client.
 
         Strategy: the save addon (``-w``) writes the flow during the
@@ -490,8 +490,12 @@ def _restored(current: _Fields, original: _Fields, redacted: _Fields) -> _Fields
         return original
     if len(original) != len(redacted):
         return current  # fields were dropped, and others changed since: cannot tell which is which
-    masked = {(n.lower(), r): o for (n, o), (_, r) in zip(original, redacted) if o != r}
-    return tuple((n, masked.get((n.lower(), v), v)) for n, v in current)
+    masked: dict[tuple[bytes, bytes], list[bytes]] = {}
+    for (name, value), (_, shown) in zip(original, redacted):
+        if value != shown:
+            masked.setdefault((name.lower(), shown), []).append(value)
+    # Two fields may be redacted alike (two cookies of one name): put them back in order.
+    return tuple((n, masked[n.lower(), v].pop(0) if masked.get((n.lower(), v)) else v) for n, v in current)
 
 
 #: Content-Types that say nothing about a body (or are a server's fallback),
