@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -444,9 +445,18 @@ def redact_flow_or_drop(flow: Any, *, in_flight: bool = False) -> list[str]:
     credential is dropped instead (drop_secrets), never kept."""
     try:
         return redact_flow(flow, in_flight=in_flight)
-    except Exception:
-        logger.exception("ssemedic could not redact a flow; its credential fields are dropped instead")
+    except Exception as exc:
+        logger.error("ssemedic could not redact a flow (%s); its credential fields are dropped instead",
+                     _where(exc))
         return drop_secrets(flow, in_flight=in_flight)
+
+
+def _where(exc: BaseException) -> str:
+    """The exception's type and where it was raised: never its message or
+    locals, which may quote the very secret that was to be hidden."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return type(exc).__name__ + place
 
 
 def drop_secrets(flow: Any, *, in_flight: bool = False) -> list[str]:
@@ -473,7 +483,9 @@ def drop_secrets(flow: Any, *, in_flight: bool = False) -> list[str]:
             if len(kept) != len(headers.fields):
                 headers.fields = tuple(kept)
                 dropped.append(f"{what}s with credentials dropped")
-        except Exception:
+        except Exception as exc:
+            logger.error("ssemedic could not pick the %ss with credentials (%s): dropping them all", what,
+                         _where(exc))
             headers.fields = ()
             dropped.append(f"every {what} dropped")
 
@@ -509,14 +521,14 @@ def drop_secrets(flow: Any, *, in_flight: bool = False) -> list[str]:
     for step, fallback in ((url, no_url), (body, None), (error, no_error), (proxyauth, None)):
         try:
             step()
-        except Exception:
-            logger.exception("ssemedic could not drop a credential field")
+        except Exception as exc:
+            logger.error("ssemedic could not drop a credential field (%s)", _where(exc))
             if fallback is not None:
                 fallback()
     try:
         recording.add_redacted(flow, ["redaction failed: credential fields dropped", *dropped])
-    except Exception:
-        logger.exception("ssemedic could not note the dropped fields in the flow")
+    except Exception as exc:
+        logger.error("ssemedic could not note the dropped fields in the flow (%s)", _where(exc))
     return dropped
 
 
