@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -20,7 +21,7 @@ from ..core.headers import plan as header_plan
 from ..core.diagnose import DEFAULT_STALL_SECONDS
 from ..core import providers
 from ..core.providers import detect_from_request
-from ..files.redact import redact_flow, redact_url
+from ..files.redact import redact_flow_or_drop, redact_url
 from ..core.inject import Injection, parse_injections
 from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
 from ..core.framing import framing_for_content_type
@@ -51,6 +52,8 @@ class Medic:
         self.letta_shape = "auto"
         self.repair_on = False
         self.redact_on = True
+        self._live: dict[str, http.HTTPFlow] = {}
+        self._unsent: dict[str, _Unsent] = {}
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
 
@@ -158,6 +161,11 @@ class Medic:
         self._rebuild_reporter()
 
     def done(self) -> None:
+        # Before the save addon writes the flows still in flight (-w) and
+        # savehar all of them: nothing more is sent now.
+        for f in [*self._live.values(), *(u.flow for u in self._unsent.values())]:
+            self._redact(f)
+        self._unsent.clear()
         # Stopping must not wait for inspection that fell behind: what is
         # queued is given up (and said so), the rest was stored already.
         self.backlog.abandon()
@@ -181,19 +189,47 @@ class Medic:
         self.streams[f.id] = stream
         f.response.stream = stream
 
+    def requestheaders(self, f: http.HTTPFlow) -> None:
+        # In flight until response or error: done() redacts what is left,
+        # before mitmproxy's save writes it out unfinished.
+        if self.redact_on:
+            self._live[f.id] = f
+
     def response(self, f: http.HTTPFlow) -> None:
-        stream = self.streams.pop(f.id, None)
-        if stream is not None:
-            stream.end(self.clock())
-            self._store(f, stream)
-        elif f.response is not None and f.response.raw_content is not None and self._selection(f):
-            self._inspect_whole(f)
+        try:
+            stream = self.streams.pop(f.id, None)
+            if stream is not None:
+                stream.end(self.clock())
+                self._store(f, stream)
+            elif f.response is not None and f.response.raw_content is not None and self._selection(f):
+                self._inspect_whole(f)
+        finally:
+            # Whatever failed above, every flow is redacted before the save
+            # addon (later in the chain) writes it.
+            self._redact(f, sending=True)
 
     def error(self, f: http.HTTPFlow) -> None:
-        stream = self.streams.pop(f.id, None)
-        if stream is not None:
-            stream.end(self.clock(), error=f.error.msg if f.error else "connection error")
-            self._store(f, stream)
+        try:
+            stream = self.streams.pop(f.id, None)
+            if stream is not None:
+                stream.end(self.clock(), error=f.error.msg if f.error else "connection error")
+                self._store(f, stream)
+        finally:
+            self._unsent.pop(f.id, None)
+            self._redact(f)
+
+    def update(self, flows: Sequence[flow.Flow]) -> None:
+        # mitmproxy calls update right after the response hooks of all
+        # addons, the save addon's included, and sends the response after
+        # it: the client gets the response headers as the upstream sent them.
+        for f in flows:
+            unsent = self._unsent.pop(f.id, None)
+            if unsent is not None and isinstance(f, http.HTTPFlow) and f.response is not None:
+                unsent.restore(f.response)
+                self._redact_once_sent(f)
+
+    def websocket_end(self, f: http.HTTPFlow) -> None:
+        self._redact(f)  # the save addon writes a WebSocket flow only now
 
     @command.command("ssemedic.report")
     def report(self, flows: Sequence[flow.Flow]) -> None:
@@ -276,10 +312,36 @@ class Medic:
                 f.response.headers["content-encoding"] = encoding  # the saved body is still compressed
         if stream.announced:
             recording.store(f, stream.metadata())
-        if self.redact_on:
-            # After the request went out and the body was streamed: only what
-            # is kept and saved loses its credentials, never the traffic.
-            redact_flow(f, in_flight=True)
+
+    def _redact(self, f: http.HTTPFlow, *, sending: bool = False) -> None:
+        """Take the credentials out of ``f``, as kept for saving, after its
+        request went out. ``sending``: at the response hook, before mitmproxy
+        sends the response headers (unless they were streamed) and trailers;
+        update() puts them back for the client.
+
+        Strategy: the save addon (``-w``) writes the flow during the
+        response hook, after ssemedic, and mitmproxy sends the response
+        after every addon's update hook. So the response is redacted here,
+        restored in update, and redacted again once it went out (the flow
+        is no longer live), for mitmweb's Save."""
+        self._live.pop(f.id, None)
+        if not self.redact_on:
+            return
+        response = f.response
+        before = _fields(response) if sending and response is not None else None
+        redact_flow_or_drop(f)
+        if before is not None and response is not None and _fields(response) != before:
+            self._unsent[f.id] = _Unsent(f, before, _fields(response))
+
+    def _redact_once_sent(self, f: http.HTTPFlow, tries: int = 0) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and f.live and (f.intercepted or tries < SEND_WAIT_TRIES):
+            loop.call_later(SEND_WAIT_SECONDS if tries else 0, self._redact_once_sent, f, tries + 1)
+        else:
+            self._redact(f)
 
     def _inspect_whole(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
         """Run a stored flow through a Pipeline, with its recorded timeline if any."""
@@ -421,6 +483,48 @@ def _open_jsonl(path: str | None) -> IO[str] | None:
         return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open until replaced or done
     except OSError as exc:
         raise ValueError(f"{path!r} cannot be opened for appending: {exc.strerror or exc}") from None
+
+
+#: How often and how long a redacted-then-restored response is waited for
+#: to go out (an intercepted one, as long as it stays intercepted).
+SEND_WAIT_SECONDS = 0.05
+SEND_WAIT_TRIES = 1200
+
+_Fields = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsent:
+    """A response's header and trailer fields as the upstream sent them, and as redacted."""
+
+    flow: http.HTTPFlow
+    original: tuple[_Fields, _Fields | None]
+    redacted: tuple[_Fields, _Fields | None]
+
+    def restore(self, response: http.Response) -> None:
+        response.headers.fields = _restored(response.headers.fields, self.original[0], self.redacted[0])
+        trailers, redacted = self.original[1], self.redacted[1]
+        if response.trailers is not None and trailers is not None and redacted is not None:
+            response.trailers.fields = _restored(response.trailers.fields, trailers, redacted)
+
+
+def _fields(response: http.Response) -> tuple[_Fields, _Fields | None]:
+    return response.headers.fields, response.trailers.fields if response.trailers is not None else None
+
+
+def _restored(current: _Fields, original: _Fields, redacted: _Fields) -> _Fields:
+    """``current`` with ssemedic's redaction undone, keeping what other addons changed since."""
+    if current == redacted:
+        return original
+    if len(original) != len(redacted):
+        return current  # fields were dropped, and others changed since: cannot tell which is which
+    masked: dict[tuple[bytes, bytes], list[bytes]] = {}
+    for (name, value), (_, shown) in zip(original, redacted):
+        if value != shown:
+            masked.setdefault((name.lower(), shown), []).append(value)
+    # Two fields may be redacted alike (two cookies of one name): put them back in order.
+    return tuple((n, masked[n.lower(), v].pop(0) if masked.get((n.lower(), v)) else v) for n, v in current)
+
 
 
 def _implied_content_type(request: http.Request) -> str:

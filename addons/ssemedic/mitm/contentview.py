@@ -11,13 +11,14 @@ import json
 import logging
 from collections.abc import Iterable
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
 from ..core import providers
 from ..core.describe import describe, trim
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
+from ..files.redact import redact_text
 from ..files.sources import Capture, stream_from_flow
 
 logger = logging.getLogger(__name__)
@@ -239,7 +240,8 @@ class LLMStreamContentview(Contentview):
 
     def prettify(self, data: bytes, metadata: Metadata) -> str:
         try:
-            return render(stream_for(data, metadata))
+            text = render(stream_for(data, metadata))
+            return redact_text(text) if _redacting() else text
         except Exception as exc:
             # mitmproxy would show a traceback instead of the body; say why in one line.
             logger.debug("LLM stream view failed", exc_info=True)
@@ -251,6 +253,16 @@ class LLMStreamContentview(Contentview):
         except Exception:
             logger.debug("LLM stream view could not judge a body", exc_info=True)
             return 0
+
+
+def _redacting() -> bool:
+    """Whether ssemedic_redact is on; on when it cannot be told (no addon
+    loaded, an unreadable value), so the view fails closed."""
+    try:
+        value = ctx.options.ssemedic_redact
+    except Exception:
+        return True
+    return str(value).strip().lower() not in ("false", "no", "off", "0", "")
 
 
 llm_stream_view = LLMStreamContentview()
