@@ -562,3 +562,29 @@ def test_non_http_flows_are_left_out_and_said_so(tmp_path: Path, capsys: pytest.
     assert err[-1] == f"ssemedic: redacted 1 of 2 flows into {dst} (1 non-HTTP left out)"
     with dst.open("rb") as f:
         assert [fl.type for fl in FlowReader(f).stream()] == ["http"]
+
+
+# Every key family's prefixes, as literals: redact_text runs the key pattern
+# only on text that holds one of them (files/redact.py _KEY_LITERALS).
+@pytest.mark.parametrize("prefix", ["sk-", "sk-proj-", "AIza", "xai-", "gsk_", "hf_", "pplx-", "r8_",
+                                    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"])
+def test_a_key_alone_in_prose_is_hidden(prefix: str) -> None:
+    key = prefix + "Q1w2E3r4T5y6U7i8O9p0aS" * 2
+    line = f"the model echoed {key} back to the user"  # no ':' or '=': only the key pattern applies
+    assert redact_text(line) == f"the model echoed {prefix}{MARK} back to the user"
+
+
+def test_every_key_family_starts_with_a_gating_literal() -> None:
+    import re
+
+    from ssemedic.files.redact import _KEY_FAMILIES, _KEY_LITERALS
+
+    for prefix, _ in _KEY_FAMILIES:
+        for alternative in ([prefix] if "(" in prefix else prefix.split("|")):
+            head = re.match(r"[A-Za-z0-9_-]*(?:\[[a-z]+\][A-Za-z0-9_-]*)?", alternative)
+            assert head is not None and head.group(0), alternative
+            literal = head.group(0)
+            spelled = ([literal] if "[" not in literal else
+                       [re.sub(r"\[[a-z]+\]", c, literal) for c in re.search(r"\[([a-z]+)\]", literal).group(1)])
+            for text in spelled:
+                assert any(text.startswith(gate) for gate in _KEY_LITERALS), (alternative, text)

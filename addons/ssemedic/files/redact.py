@@ -78,6 +78,9 @@ _KEY_FAMILIES = (
     (r"gh[pousr]_|github_pat_", r"[A-Za-z0-9_]{20,}"),  # GitHub
 )
 _KEY = re.compile("|".join(f"({prefix})({body})" for prefix, body in _KEY_FAMILIES))
+#: Every key format starts with one of these (a text without them holds no key).
+_KEY_LITERALS = ("sk-", "AIza", "xai-", "gsk_", "hf_", "pplx-", "r8_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+                 "github_pat_")
 _RANDOM_RUN = re.compile(r"[0-9]|[A-Za-z0-9]{20}")
 
 
@@ -362,13 +365,25 @@ def redact_text(text: str) -> str:
 
 
 def _redact_text(text: str) -> str:
-    """redact_text without the quick check: every pattern, always."""
-    text = _TEXT_USERINFO.sub(_text_userinfo, text)
-    text = _TEXT_PARAM.sub(_text_param, text)
-    text = _TEXT_COOKIE.sub(_text_cookie, text)
-    text = _redact_fields(text)
-    text = _TEXT_BEARER.sub(_text_bearer, text)
-    return _KEY.sub(_KEY_TEXT, text)
+    """redact_text without the quick check: every pattern whose literal
+    parts are in the text. Strategy: a substring test runs at memory speed,
+    a pattern at about 1-4 MB/s on large text (a 1 MiB answer took 1 s
+    through all six), and a pattern cannot match where its literals are
+    missing. Each test looks at the text as the previous step left it."""
+    if "://" in text and "@" in text:
+        text = _TEXT_USERINFO.sub(_text_userinfo, text)
+    if "=" in text and ("?" in text or "&" in text or "#" in text or ";" in text):
+        text = _TEXT_PARAM.sub(_text_param, text)
+    lowered = text.lower()
+    if "cookie" in lowered:
+        text = _TEXT_COOKIE.sub(_text_cookie, text)
+    if ":" in text or "=" in text:
+        text = _redact_fields(text)
+    if "bearer" in lowered:
+        text = _TEXT_BEARER.sub(_text_bearer, text)
+    if any(prefix in text for prefix in _KEY_LITERALS):
+        text = _KEY.sub(_KEY_TEXT, text)
+    return text
 
 
 def redact_data(value: Any) -> Any:
