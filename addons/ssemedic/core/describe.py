@@ -10,6 +10,7 @@ from .parts import (
     Error,
     Malformed,
     Meta,
+    Notice,
     Part,
     Reasoning,
     Refusal,
@@ -71,6 +72,8 @@ def describe_part(part: Part, limit: int = 120) -> str:
             return f"model {part.model}" if part.model else f"id {part.response_id}"
         case Malformed():
             return f"MALFORMED {part.kind}: {clip(part.detail, limit)}"
+        case Notice():
+            return f"{part.kind}: {clip(part.detail, limit)}"
     return type(part).__name__  # pragma: no cover - every Part is matched above
 
 
@@ -110,4 +113,6 @@ def part_to_dict(part: Part) -> dict[str, Any]:
             return {"kind": "meta", "model": model, "response_id": response_id}
         case Malformed(kind, detail):
             return {"kind": "malformed", "problem": kind, "detail": detail}
+        case Notice(kind, detail):
+            return {"kind": "notice", "fault": kind, "detail": detail}
     raise TypeError(f"not a part: {part!r}")  # pragma: no cover

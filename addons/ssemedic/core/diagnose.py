@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from .events import IssueKind, ParseIssue
 from .faults import Fault, FaultKind
 from .handoff import EventRecord, Outcome
-from .parts import TOKEN_PARTS, Done, Error, Malformed
+from .parts import TOKEN_PARTS, Done, Error, Malformed, Notice
 
 #: Default silence between events that counts as a stall, in seconds.
 DEFAULT_STALL_SECONDS = 10.0
@@ -65,7 +65,8 @@ class Diagnoser:
         self.faults: list[Fault] = []
         self.counts: Counter[FaultKind] = Counter()
         self._error_seen = False
-        self._last_event_time: float | None = None
+        #: When the stream last showed life: an event, or a keep-alive comment.
+        self._last_alive: float | None = None
         self._token_times: list[float] = []
         self._incomplete = False  # the parser reported an unfinished last event
         self._payload_seen = False  # whether any event carried a part (not only pings)
@@ -128,14 +129,22 @@ class Diagnoser:
                 self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=record.index)
             elif isinstance(part, Malformed) and part.kind == "invalid-json":
                 self.add(FaultKind.INVALID_JSON, part.detail, event_index=record.index)
+            elif isinstance(part, Notice):
+                self.add(FaultKind(part.kind), part.detail, event_index=record.index)
         time = record.time
         if time is not None:
             if tokens:
                 self._token_times.append(time)
-            last, self._last_event_time = self._last_event_time, time
+            last, self._last_alive = self._last_alive, time
             if last is not None and time - last > self.stall_after:
                 self.add(FaultKind.STALL, f"{time - last:.1f} s without events before event "
                          f"#{record.index} (threshold {self.stall_after:g} s)", event_index=record.index)
+
+    def keepalive(self, time: float | None) -> None:
+        """Keep-alive comments arrived at ``time``: no event, but the stream is
+        alive, so the silence a stall is measured by ends here."""
+        if time is not None:
+            self._last_alive = time
 
     def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False) -> None:
         """The stream ended (its last issues already given); ``clean`` is False

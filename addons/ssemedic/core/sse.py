@@ -89,6 +89,8 @@ class SSEParser:
         self.boundary = 0
         #: Stream bytes seen so far.
         self.consumed = 0
+        #: Comment lines seen: keep-alives (``: ping``, OpenRouter's ``: OPENROUTER PROCESSING``).
+        self.comments = 0
 
         self._buf = b""  # unparsed bytes; _buf[0] is at stream offset _offset
         # Feeds that cannot end a block, kept apart and joined to _buf only
@@ -408,6 +410,7 @@ class SSEParser:
             if not line:
                 continue  # only leading blank lines reach here: nothing is pending
             if line[0] == 0x3A:  # ":" starts a comment
+                self.comments += 1
                 decode_utf8(line, here, log)
                 continue
             name, colon, value = line.partition(b":")
