@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Expected:
     errors: list[str] = field(default_factory=list)
     complete: bool = True
     tokens: tuple[int | None, int | None] | None = None  # (input, output), checked when not None
+    #: The faults (beyond the chunking ones), each with words its detail must hold; checked when not None.
+    faults: dict[str, list[str]] | None = None
+    keepalives: int | None = None  # SSE comment lines, checked when not None
 
 
 # -- reading the fixtures ---------------------------------------------------------
@@ -86,9 +89,11 @@ def as_sse(raw: bytes) -> bytes:
 
 
 def openai_chat(body: bytes) -> Expected:
-    text, refusal, finish = [], [], None
+    text, refusal, finish, errors = [], [], None, []
     calls: dict[int, list[Any]] = {}
     for _, payload in sse_payloads(body):
+        if "error" in payload:
+            errors.append(payload["error"]["message"])
         for choice in payload.get("choices", []):
             if choice["index"] != 0:
                 continue
@@ -105,7 +110,30 @@ def openai_chat(body: bytes) -> Expected:
         finish,
         [(name, json.loads(args)) for name, args in calls.values()],
         refusal="".join(refusal),
+        errors=errors,
     )
+
+
+def azure(body: bytes) -> Expected:
+    """An OpenAI chat stream with Azure's filter annotations: the categories
+    the filter marked ``filtered`` (prompt and answer) must be named in one
+    ``content-filtered`` fault, and nothing else may be called wrong."""
+    named = []
+    for _, payload in sse_payloads(body):
+        for entry in payload.get("prompt_filter_results") or payload.get("prompt_annotations") or []:
+            named += [c for c, v in entry["content_filter_results"].items() if v.get("filtered")]
+        for choice in payload["choices"]:
+            named += [c for c, v in choice.get("content_filter_results", {}).items() if v.get("filtered")]
+    plain = openai_chat(body)
+    filtered = named or plain.finish_reason == "content_filter"
+    return replace(plain, faults={"content-filtered": named} if filtered else {})
+
+
+def openrouter(body: bytes) -> Expected:
+    """An OpenRouter stream: its ``:`` comment lines are keep-alives, its error chunk an error."""
+    comments = sum(line.startswith(b":") for line in body.split(b"\n"))
+    plain = openai_chat(body)
+    return replace(plain, faults={"error-in-stream": plain.errors}, keepalives=comments)
 
 
 def anthropic(raw: bytes) -> Expected:
@@ -200,6 +228,7 @@ def _same(raw: bytes) -> bytes:
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
+AZURE_CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
 VERTEX = "/v1/projects/demo/locations/global/publishers/google/models/gemini-3.1-pro-preview:streamGenerateContent?alt=sse"
 GEMINI_API = "/v1beta/models/gemini-3-pro-preview:streamGenerateContent?alt=sse"
 
@@ -217,6 +246,11 @@ STREAMS = [
         Stream(f"anthropic/{n}.sse", MESSAGES, "anthropic", sdk_lines, anthropic)
         for n in ("basic_response", "tool_use_response", "refusal_response")
     ),
+    *(
+        Stream(f"azure_openai/{n}.sse", AZURE_CHAT, "openai-chat", _same, azure)
+        for n in ("quarkus-langchain4j-streaming", "docs-async-filter-passes", "docs-async-filter-blocked")
+    ),
+    Stream("openrouter/docs-mid-stream-error.sse", CHAT, "openai-chat", _same, openrouter),
     _gemini("google-text", GEMINI_API),
     _gemini("google-reasoning", GEMINI_API),
     _gemini("google-stream-tool-call-arguments", VERTEX),
@@ -288,6 +322,13 @@ def test_field_stream(stream: Stream) -> None:
         assert session.malformed_events == [], name
         if expected.complete and not expected.errors:
             assert _error_faults(session) == [], name
+        if expected.faults is not None:
+            found = {f.kind: f.detail for f in session.faults if f.kind not in CHUNKING_FAULTS}
+            assert sorted(found) == sorted(expected.faults), name
+            for kind, words in expected.faults.items():
+                assert all(w in found[kind] for w in words), (name, found[kind])
+        if expected.keepalives is not None:
+            assert session.timing().keepalives == expected.keepalives, name
         summary = summary_without_timing(session)
         if first is None:
             first = summary

@@ -32,6 +32,10 @@ _ISSUE_FAULTS = {
 }
 
 
+#: How the SSE parser reports an ``error:`` field (see sse.py).
+_ERROR_FIELD = "unknown field 'error' ignored"
+
+
 def is_client_disconnect(error: str | None) -> bool:
     """Whether mitmproxy's flow error says the client went away (not the upstream)."""
     return error is not None and "client disconnected" in error.lower()
@@ -114,6 +118,13 @@ class Diagnoser:
             kind = _ISSUE_FAULTS.get(issue.kind)
             if kind is not None:
                 self.add(kind, issue.detail, offset=issue.offset)
+            elif issue.kind == IssueKind.UNKNOWN_FIELD and issue.detail.startswith(_ERROR_FIELD):
+                # llama.cpp's server writes a stream's error as an "error:" field,
+                # which every SSE client ignores: an error the client never sees.
+                self._error_seen = True
+                said = issue.detail.removeprefix(_ERROR_FIELD).removeprefix(": ")
+                self.add(FaultKind.ERROR_IN_STREAM, f"in an `error:` field, which SSE clients ignore: {said}",
+                         offset=issue.offset)
 
     def event(self, record: EventRecord) -> None:
         tokens = False
@@ -169,7 +180,7 @@ class Diagnoser:
             self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=outcome.bytes)
         elif empty is not None:
             self.add(FaultKind.EMPTY_RESPONSE, empty, offset=outcome.bytes)
-        elif known and not complete and not message.errors:
+        elif known and not complete and not message.errors and not self._error_seen:
             self.add(FaultKind.TRUNCATED, _unfinished(outcome), offset=outcome.bytes)
         marker = outcome.provider.end_marker
         if (marker is not None and clean and not client_gone and complete

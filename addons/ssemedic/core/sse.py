@@ -439,7 +439,10 @@ class SSEParser:
                 else:
                     retry = self.reconnection_time = int(digits or b"0")
             else:
-                log.add(IssueKind.UNKNOWN_FIELD, here, f"unknown field {preview(name)} ignored")
+                detail = f"unknown field {preview(name)} ignored"
+                if name == b"error":  # llama.cpp's server sends its stream errors so: keep what it said
+                    detail += f": {preview(value, 300)}"
+                log.add(IssueKind.UNKNOWN_FIELD, here, detail)
                 decode_utf8(line, here, log)
 
         if not data_lines:
