@@ -74,6 +74,7 @@ class Diagnoser:
         self._token_times: list[float] = []
         self._incomplete = False  # the parser reported an unfinished last event
         self._payload_seen = False  # whether any event carried a part (not only pings)
+        self._first_done: tuple[int, int] | None = None  # the first [DONE]'s stream offset and event index
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
             offset: int | None = None) -> None:
@@ -125,6 +126,10 @@ class Diagnoser:
                 said = issue.detail.removeprefix(_ERROR_FIELD).removeprefix(": ")
                 self.add(FaultKind.ERROR_IN_STREAM, f"in an `error:` field, which SSE clients ignore: {said}",
                          offset=issue.offset)
+                # Issues come after the events of the same chunk: a [DONE] after
+                # this field may have been seen already.
+                if self._first_done is not None and self._first_done[0] > issue.offset:
+                    self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=self._first_done[1])
 
     def event(self, record: EventRecord) -> None:
         tokens = False
@@ -136,8 +141,11 @@ class Diagnoser:
             elif isinstance(part, Error):
                 self._error_seen = True
                 self.add(FaultKind.ERROR_IN_STREAM, part.message, event_index=record.index)
-            elif isinstance(part, Done) and part.marker == "[DONE]" and self._error_seen:
-                self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=record.index)
+            elif isinstance(part, Done) and part.marker == "[DONE]":
+                if self._error_seen:
+                    self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=record.index)
+                if self._first_done is None:
+                    self._first_done = (record.event.offset, record.index)
             elif isinstance(part, Malformed) and part.kind == "invalid-json":
                 self.add(FaultKind.INVALID_JSON, part.detail, event_index=record.index)
             elif isinstance(part, Notice):
