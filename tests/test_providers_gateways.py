@@ -334,3 +334,39 @@ def test_responses_custom_tool_call_input_is_free_form() -> None:
     assert (only.id, only.name, only.arguments, only.validity) == ("call_1", "write_sql", "SELECT «ё» FROM t",
                                                                    "free-form input")
     assert faults(session) == {}
+
+
+# -- reasoning: DeepSeek and Mistral ------------------------------------------------
+
+
+def test_deepseek_reasoning_content_then_content() -> None:
+    # DeepSeek's reasoner (api-docs.deepseek.com, "Reasoning Model"): reasoning_content, then content.
+    data = b"".join([
+        chunk({"role": "assistant", "content": None, "reasoning_content": ""}),
+        chunk({"content": None, "reasoning_content": "9.11 или 9.8? "}),
+        chunk({"content": None, "reasoning_content": "9.8 больше."}),
+        chunk({"content": "9.8", "reasoning_content": None}),
+        chunk({"content": ""}, "stop"),
+        DONE,
+    ])
+    session = run_everywhere(data, path=CHAT_PATH)
+    assert (session.message.reasoning, session.message.text) == ("9.11 или 9.8? 9.8 больше.", "9.8")
+
+
+def test_mistral_content_chunks_thinking_and_text() -> None:
+    # Mistral's DeltaMessage.content may be a list of ContentChunk: ThinkChunk
+    # {"type": "thinking", "thinking": [TextChunk]} and TextChunk {"type": "text"}
+    # (mistralai/client-ts docs/models/components/thinkchunk.md, deltamessage.md).
+    think = [{"type": "thinking", "thinking": [{"type": "text", "text": "Сначала "}]}]
+    more = [{"type": "thinking", "thinking": [{"type": "text", "text": "подумаю."}]}]
+    data = b"".join([
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": think}),
+        chunk({"content": more}),
+        chunk({"content": [{"type": "text", "text": "Ответ: 42"}]}),
+        chunk({"content": "."}, "stop"),
+        DONE,
+    ])
+    session = run_everywhere(data, path=CHAT_PATH)
+    assert (session.message.reasoning, session.message.text) == ("Сначала подумаю.", "Ответ: 42.")
+    assert faults(session) == {}

@@ -1,8 +1,9 @@
 """OpenAI-compatible ``/chat/completions`` streams (``chat.completion.chunk`` payloads).
 
 Also what most gateways speak: vLLM, llama.cpp, SGLang, LiteLLM, OpenRouter,
-Azure OpenAI, DeepSeek (``reasoning_content``) and others (``reasoning``).
-Only choice 0 is assembled.
+Azure OpenAI, DeepSeek (``reasoning_content``), others (``reasoning``) and
+Mistral (``content`` as a list of ``text`` and ``thinking`` chunks). Only
+choice 0 is assembled.
 
 Strategy for tool calls: the pieces of a call share its ``index``, and only
 the first carries its ``id`` and name. Some servers and gateways send every
@@ -141,6 +142,25 @@ def _tool_call(interp: ChatInterpreter, call: Any) -> list[Part]:
     return parts
 
 
+def _content_chunks(chunks: list[Any]) -> list[Part]:
+    """Mistral's typed content: ``text`` chunks, and ``thinking`` chunks
+    (Magistral's reasoning) that hold text chunks themselves."""
+    parts: list[Part] = []
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("type") == "thinking":
+            for inner in chunk.get("thinking") or ():
+                text = as_str(inner.get("text")) if isinstance(inner, dict) else None
+                if text:
+                    parts.append(Reasoning(text))
+        elif chunk.get("type") == "text":
+            text = as_str(chunk.get("text"))
+            if text:
+                parts.append(Text(text))
+    return parts
+
+
 def _delta(interp: ChatInterpreter, delta: Any) -> list[Part]:
     """The parts of one choice's ``delta``."""
     parts: list[Part] = []
@@ -153,6 +173,8 @@ def _delta(interp: ChatInterpreter, delta: Any) -> list[Part]:
     content = delta.get("content")
     if isinstance(content, str) and content:
         parts.append(Text(content))
+    elif isinstance(content, list):
+        parts += _content_chunks(content)
     refusal = delta.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(Refusal(refusal))
