@@ -302,7 +302,14 @@ TEXT = ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "c
 def test_responses_without_a_terminal_event_is_truncated() -> None:
     session = run_everywhere(responses(("response.created", response("in_progress")), TEXT), path=RESPONSES_PATH)
     assert not session.complete
-    assert "response.completed" in faults(session)["truncated"] or "terminal" in faults(session)["truncated"]
+    assert faults(session) == {"truncated": "the openai-responses stream ended without its terminal signal"}
+
+
+def test_responses_cut_but_ended_with_a_gateway_done_names_what_is_missing() -> None:
+    data = responses(("response.created", response("in_progress")), TEXT) + DONE
+    session = run_everywhere(data, path=RESPONSES_PATH)
+    assert faults(session) == {"truncated": "data: [DONE] arrived, but no response.completed, "
+                                            "response.incomplete or response.failed came"}
 
 
 def test_responses_failed_is_an_error_with_its_message() -> None:

@@ -222,6 +222,7 @@ PROVIDER = Provider(
     match_request=_match_request,
     match_payload=_match_payload,
     order=20,
+    missing_terminal="no response.completed, response.incomplete or response.failed came",
     terminal="response.completed, response.incomplete or response.failed",
     error_event=_make_error_event,
 )
