@@ -209,6 +209,25 @@ def openai_responses(raw: bytes) -> Expected:
     return Expected("".join(text), status, calls, reasoning="".join(reasoning))
 
 
+def cohere_sse(raw: bytes) -> bytes:
+    """Cohere's SSE framing for payloads printed one a line: each as an
+    ``event: <its type>`` line and a ``data:`` line (Cohere's streaming docs)."""
+    return b"".join(b"event: %s\ndata: %s\n\n" % (json.loads(line)["type"].encode(), line)
+                    for line in raw.split(b"\n") if line.strip())
+
+
+def cohere(raw: bytes) -> Expected:
+    text, finish, tokens = [], None, None
+    for payload in chunk_lines(raw):
+        if payload["type"] == "content-delta":
+            text.append(payload["delta"]["message"]["content"].get("text", ""))
+        elif payload["type"] == "message-end":
+            finish = payload["delta"]["finish_reason"]
+            counts = payload["delta"]["usage"]["tokens"]
+            tokens = (counts["input_tokens"], counts["output_tokens"])
+    return Expected("".join(text), finish, tokens=tokens, complete=finish is not None)
+
+
 # -- the manifest -------------------------------------------------------------------
 
 
@@ -251,6 +270,7 @@ STREAMS = [
         for n in ("quarkus-langchain4j-streaming", "docs-async-filter-passes", "docs-async-filter-blocked")
     ),
     Stream("openrouter/docs-mid-stream-error.sse", CHAT, "openai-chat", _same, openrouter),
+    Stream("cohere/llm-provider-reference-streaming.chunks.txt", "/v2/chat", "cohere", cohere_sse, cohere),
     _gemini("google-text", GEMINI_API),
     _gemini("google-reasoning", GEMINI_API),
     _gemini("google-stream-tool-call-arguments", VERTEX),
