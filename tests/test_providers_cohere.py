@@ -1,8 +1,9 @@
 """Cohere v2 chat streams through a whole StreamSession, in every chunking.
 
-No recorded Cohere v2 body was found in an SDK or framework test suite; the
-bytes are built from the event shapes of Cohere's "Chat" API reference and
-"Streaming" guide (docs.cohere.com: ``message-start``, ``content-delta`` with
+A recorded text-only answer is a field stream (tests/field/cohere/); the
+tool calls, thinking and errors here are built from the event shapes of
+Cohere's "Chat" API reference and "Streaming" guide (docs.cohere.com:
+``message-start``, ``content-delta`` with
 ``delta.message.content.text``, ``tool-plan-delta``, ``tool-call-start`` /
 ``-delta`` / ``-end`` keyed by ``index``, ``message-end`` with
 ``finish_reason`` and ``usage.billed_units`` / ``usage.tokens``), with the

@@ -247,8 +247,8 @@ def test_openrouter_error_chunk_is_an_error_with_its_finish_reason() -> None:
 def test_llama_cpp_error_field_is_an_error_the_client_never_sees() -> None:
     # llama.cpp's server writes a stream's error with server_sent_event(sink,
     # "error", ...) (tools/server/server.cpp), an "error:" line, then
-    # "data: [DONE]"; the body is the one such a server sends for a prompt
-    # over the context size.
+    # "data: [DONE]". Built from that code; the error object is llama.cpp's
+    # shape (code, message, type) for a prompt over the context size.
     error = ('error: {"code":400,"message":"the request exceeds the available context size, try increasing it",'
              '"type":"exceed_context_size_error"}\n\n')
     session = run_everywhere(error.encode() + DONE, path=CHAT_PATH)
