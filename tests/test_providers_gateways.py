@@ -377,3 +377,12 @@ def test_mistral_content_chunks_thinking_and_text() -> None:
     session = run_everywhere(data, path=CHAT_PATH)
     assert (session.message.reasoning, session.message.text) == ("Сначала подумаю.", "Ответ: 42.")
     assert faults(session) == {}
+
+
+def test_what_the_interpreter_remembers_of_tool_calls_is_bounded() -> None:
+    from ssemedic.core.providers.openai_chat import MAX_TRACKED_IDS
+
+    data = b"".join(call(i, f"call_{i}", "f", "{}") for i in range(MAX_TRACKED_IDS + 50)) + DONE
+    session = run_session([data], path=CHAT_PATH)
+    interpreter: Any = session.interpreter
+    assert len(interpreter.open_calls) == len(interpreter.key_of_id) == MAX_TRACKED_IDS

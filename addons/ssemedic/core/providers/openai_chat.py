@@ -35,7 +35,8 @@ from .base import Interpreter, Provider, as_int, as_str, dig, error_message
 
 #: Where reasoning text may be, in order of preference (DeepSeek's, then others').
 REASONING_FIELDS = ("reasoning_content", "reasoning")
-#: Tool call ids remembered per stream (to route pieces by id); beyond it, by index only.
+#: Tool call ids (to route pieces by id) and indexes remembered per stream;
+#: beyond them, pieces are keyed by their index alone (memory stays bounded).
 MAX_TRACKED_IDS = 1000
 
 
@@ -137,7 +138,8 @@ def _tool_call(interp: ChatInterpreter, call: Any) -> list[Part]:
         call_id_now = open_call[1]  # a piece without id keeps its call's
     else:
         call_id_now = call_id
-    interp.open_calls[index] = (key, call_id_now)
+    if index in interp.open_calls or len(interp.open_calls) < MAX_TRACKED_IDS:
+        interp.open_calls[index] = (key, call_id_now)
     parts.append(ToolCall(key=key, id=call_id, name=name, arguments=as_str(function.get("arguments")) or ""))
     return parts
 
