@@ -14,6 +14,7 @@ from ssemedic.core.parts import (
     Error,
     Malformed,
     Meta,
+    Notice,
     Part,
     Reasoning,
     Refusal,
@@ -77,6 +78,7 @@ PHRASES: list[tuple[Part, str]] = [
     (Meta("gpt-4o", "chatcmpl-1"), "model gpt-4o"),
     (Meta(None, "resp_1"), "id resp_1"),
     (Malformed("invalid-json", "Expecting value"), "MALFORMED invalid-json: Expecting value"),
+    (Notice("content-filtered", "answer: x"), "content-filtered: answer: x"),
 ]
 
 
@@ -147,13 +149,13 @@ def test_every_part_becomes_json_with_a_kind(part: Part, phrase: str) -> None:
     assert json.loads(json.dumps(data, ensure_ascii=False)) == data
     assert data["kind"] == {Text: "text", Reasoning: "reasoning", Refusal: "refusal", ToolCall: "tool_call",
                             ToolResult: "tool_result", Usage: "usage", Stop: "stop", Done: "done",
-                            Error: "error", Meta: "meta", Malformed: "malformed"}[type(part)]
+                            Error: "error", Meta: "meta", Malformed: "malformed", Notice: "notice"}[type(part)]
 
 
 @pytest.mark.parametrize(("part", "phrase"), PHRASES, ids=[p for _, p in PHRASES])
 def test_part_to_dict_keeps_every_field(part: Part, phrase: str) -> None:
     data = part_to_dict(part)
-    renamed = {"kind": "problem", "id": "id", "type": "type"}
+    renamed = {"kind": "fault" if isinstance(part, Notice) else "problem", "id": "id", "type": "type"}
     values = {renamed.get(name, name): getattr(part, name) for name in part.__slots__}  # type: ignore[union-attr]
     assert {k: v for k, v in data.items() if k != "kind"} == values
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from test_providers_cohere import cohere_stream
+
 from ssemedic.core import providers
 from ssemedic.core.session import StreamSession
 
@@ -26,6 +28,7 @@ STREAMS: dict[str, tuple[str, list[bytes]]] = {
     "gemini": (f"/v1beta/models/{MODEL}:streamGenerateContent", demo.gemini_events(MODEL)),
     "letta": ("/v1/agents/agent-1/messages/stream", demo.letta_events()),
     "ollama": ("/api/chat", [data for _pause, data in demo.ollama(demo.Call(MODEL, True, 0.0)).chunks]),
+    "cohere": ("/v2/chat", cohere_stream()),
 }
 
 

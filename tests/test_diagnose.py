@@ -388,6 +388,28 @@ def whole_answer_in_one_event() -> tuple[bytes, int]:
     return b"".join(events), len(b"".join(events[:2]))
 
 
+def same_index_tool_calls() -> bytes:
+    """Two whole calls under index 0 with their own ids, as Ollama's /v1 and some gateways send them."""
+    return b"".join([
+        chat({"role": "assistant", "content": ""}),
+        tool_call_delta(0, '{"city": "Paris"}', call_id="call_wteop8bt", name="get_weather"),
+        tool_call_delta(0, '{"city": "Рим"}', call_id="call_rk2xye1l", name="get_weather"),
+        chat({}, "tool_calls"),
+        CHAT_DONE,
+    ])
+
+
+def content_filtered_chat() -> bytes:
+    """An answer Azure's filter cut: its last chunk's filter results and finish_reason."""
+    verdict = {"content_filter_results": {"violence": {"filtered": True, "severity": "medium"}}}
+    return b"".join([
+        chat({"role": "assistant", "content": "Первая часть"}),
+        sse_event({"id": "", "object": "", "created": 0, "model": "",
+                   "choices": [{"index": 0, "finish_reason": "content_filter", **verdict}]}),
+        CHAT_DONE,
+    ])
+
+
 #: For every kind, a stream that shows it; the tests below check the details.
 PRODUCERS: dict[FaultKind, Callable[[], StreamSession]] = {
     FaultKind.BUFFERED_BURST: lambda: live(CHAT_PATH, [b"".join(chat_events(LONG_DELTAS))], times=[2.1]),
@@ -419,6 +441,8 @@ PRODUCERS: dict[FaultKind, Callable[[], StreamSession]] = {
     FaultKind.OVERSIZED_EVENT: lambda: untimed(CHAT_PATH, whole_answer_in_one_event()[0], max_event_size=512),
     FaultKind.INVALID_TOOL_ARGUMENTS: lambda: untimed(CHAT_PATH, chat_tool_call_lost_fragment()),
     FaultKind.EMPTY_RESPONSE: lambda: untimed(CHAT_PATH, chat_empty()),
+    FaultKind.TOOL_CALL_INDEX_COLLISION: lambda: untimed(CHAT_PATH, same_index_tool_calls()),
+    FaultKind.CONTENT_FILTERED: lambda: untimed(CHAT_PATH, content_filtered_chat()),
 }
 
 #: A concrete component or setting each kind's hint must name.
@@ -445,6 +469,8 @@ HINT_NAMES: dict[FaultKind, str] = {
     FaultKind.OVERSIZED_EVENT: "buffering",
     FaultKind.INVALID_TOOL_ARGUMENTS: "truncation",
     FaultKind.EMPTY_RESPONSE: "max tokens",
+    FaultKind.TOOL_CALL_INDEX_COLLISION: "parallel_tool_calls: false",
+    FaultKind.CONTENT_FILTERED: "content_filter",
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Expected:
     errors: list[str] = field(default_factory=list)
     complete: bool = True
     tokens: tuple[int | None, int | None] | None = None  # (input, output), checked when not None
+    #: The faults (beyond the chunking ones), each with words its detail must hold; checked when not None.
+    faults: dict[str, list[str]] | None = None
+    keepalives: int | None = None  # SSE comment lines, checked when not None
 
 
 # -- reading the fixtures ---------------------------------------------------------
@@ -86,9 +89,11 @@ def as_sse(raw: bytes) -> bytes:
 
 
 def openai_chat(body: bytes) -> Expected:
-    text, refusal, finish = [], [], None
+    text, refusal, finish, errors = [], [], None, []
     calls: dict[int, list[Any]] = {}
     for _, payload in sse_payloads(body):
+        if "error" in payload:
+            errors.append(payload["error"]["message"])
         for choice in payload.get("choices", []):
             if choice["index"] != 0:
                 continue
@@ -105,7 +110,30 @@ def openai_chat(body: bytes) -> Expected:
         finish,
         [(name, json.loads(args)) for name, args in calls.values()],
         refusal="".join(refusal),
+        errors=errors,
     )
+
+
+def azure(body: bytes) -> Expected:
+    """An OpenAI chat stream with Azure's filter annotations: the categories
+    the filter marked ``filtered`` (prompt and answer) must be named in one
+    ``content-filtered`` fault, and nothing else may be called wrong."""
+    named = []
+    for _, payload in sse_payloads(body):
+        for entry in payload.get("prompt_filter_results") or payload.get("prompt_annotations") or []:
+            named += [c for c, v in entry["content_filter_results"].items() if v.get("filtered")]
+        for choice in payload["choices"]:
+            named += [c for c, v in choice.get("content_filter_results", {}).items() if v.get("filtered")]
+    plain = openai_chat(body)
+    filtered = named or plain.finish_reason == "content_filter"
+    return replace(plain, faults={"content-filtered": named} if filtered else {})
+
+
+def openrouter(body: bytes) -> Expected:
+    """An OpenRouter stream: its ``:`` comment lines are keep-alives, its error chunk an error."""
+    comments = sum(line.startswith(b":") for line in body.split(b"\n"))
+    plain = openai_chat(body)
+    return replace(plain, faults={"error-in-stream": plain.errors}, keepalives=comments)
 
 
 def anthropic(raw: bytes) -> Expected:
@@ -181,6 +209,25 @@ def openai_responses(raw: bytes) -> Expected:
     return Expected("".join(text), status, calls, reasoning="".join(reasoning))
 
 
+def cohere_sse(raw: bytes) -> bytes:
+    """Cohere's SSE framing for payloads printed one a line: each as an
+    ``event: <its type>`` line and a ``data:`` line (Cohere's streaming docs)."""
+    return b"".join(b"event: %s\ndata: %s\n\n" % (json.loads(line)["type"].encode(), line)
+                    for line in raw.split(b"\n") if line.strip())
+
+
+def cohere(raw: bytes) -> Expected:
+    text, finish, tokens = [], None, None
+    for payload in chunk_lines(raw):
+        if payload["type"] == "content-delta":
+            text.append(payload["delta"]["message"]["content"].get("text", ""))
+        elif payload["type"] == "message-end":
+            finish = payload["delta"]["finish_reason"]
+            counts = payload["delta"]["usage"]["tokens"]
+            tokens = (counts["input_tokens"], counts["output_tokens"])
+    return Expected("".join(text), finish, tokens=tokens, complete=finish is not None)
+
+
 # -- the manifest -------------------------------------------------------------------
 
 
@@ -200,6 +247,7 @@ def _same(raw: bytes) -> bytes:
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
+AZURE_CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
 VERTEX = "/v1/projects/demo/locations/global/publishers/google/models/gemini-3.1-pro-preview:streamGenerateContent?alt=sse"
 GEMINI_API = "/v1beta/models/gemini-3-pro-preview:streamGenerateContent?alt=sse"
 
@@ -217,6 +265,12 @@ STREAMS = [
         Stream(f"anthropic/{n}.sse", MESSAGES, "anthropic", sdk_lines, anthropic)
         for n in ("basic_response", "tool_use_response", "refusal_response")
     ),
+    *(
+        Stream(f"azure_openai/{n}.sse", AZURE_CHAT, "openai-chat", _same, azure)
+        for n in ("quarkus-langchain4j-streaming", "docs-async-filter-passes", "docs-async-filter-blocked")
+    ),
+    Stream("openrouter/docs-mid-stream-error.sse", CHAT, "openai-chat", _same, openrouter),
+    Stream("cohere/llm-provider-reference-streaming.chunks.txt", "/v2/chat", "cohere", cohere_sse, cohere),
     _gemini("google-text", GEMINI_API),
     _gemini("google-reasoning", GEMINI_API),
     _gemini("google-stream-tool-call-arguments", VERTEX),
@@ -232,15 +286,8 @@ STREAMS = [
         Stream(f"openai_responses/{n}.chunks.txt", "/v1/responses", "openai-responses", as_sse, openai_responses)
         for n in ("github-copilot-id-rotation.1", "openai-client-tool-search.2")
     ),
-    Stream(
-        "openai_responses/openai-custom-tool.1.chunks.txt",
-        "/v1/responses",
-        "openai-responses",
-        as_sse,
-        openai_responses,
-        xfail="openai_responses reads no custom_tool_call items: the call and its "
-        "response.custom_tool_call_input.delta input are lost (and the stream is called empty)",
-    ),
+    Stream("openai_responses/openai-custom-tool.1.chunks.txt", "/v1/responses", "openai-responses", as_sse,
+           openai_responses),
 ]
 
 
@@ -277,9 +324,10 @@ def test_field_stream(stream: Stream) -> None:
         message = session.message
         assert session.provider == stream.provider, name
         assert message.text == expected.text, name
-        calls = [(c.name, json.loads(c.arguments) if c.arguments else {}) for c in message.tool_calls.values()]
         if isinstance(expected.tool_calls[0][1] if expected.tool_calls else None, str):
-            calls = [(c.name, c.arguments) for c in message.tool_calls.values()]  # free-form input
+            calls: list[tuple[str | None, Any]] = [(c.name, c.arguments) for c in message.tool_calls.values()]
+        else:
+            calls = [(c.name, json.loads(c.arguments) if c.arguments else {}) for c in message.tool_calls.values()]
         assert calls == expected.tool_calls, name
         assert message.finish_reason == expected.finish_reason, name
         if expected.reasoning is not None:
@@ -294,6 +342,13 @@ def test_field_stream(stream: Stream) -> None:
         assert session.malformed_events == [], name
         if expected.complete and not expected.errors:
             assert _error_faults(session) == [], name
+        if expected.faults is not None:
+            found = {f.kind: f.detail for f in session.faults if f.kind not in CHUNKING_FAULTS}
+            assert sorted(found) == sorted(expected.faults), name
+            for kind, words in expected.faults.items():
+                assert all(w in found[kind] for w in words), (name, found[kind])
+        if expected.keepalives is not None:
+            assert session.timing().keepalives == expected.keepalives, name
         summary = summary_without_timing(session)
         if first is None:
             first = summary

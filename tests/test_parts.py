@@ -17,6 +17,7 @@ from ssemedic.core.parts import (
     Error,
     Malformed,
     Meta,
+    Notice,
     Part,
     Reasoning,
     Refusal,
@@ -28,7 +29,7 @@ from ssemedic.core.parts import (
 )
 from ssemedic.core.session import StreamSession
 
-ALL_KINDS = (Text, Reasoning, Refusal, ToolCall, ToolResult, Usage, Stop, Done, Error, Meta, Malformed)
+ALL_KINDS = (Text, Reasoning, Refusal, ToolCall, ToolResult, Usage, Stop, Done, Error, Meta, Malformed, Notice)
 
 # -- parts -------------------------------------------------------------------------------
 
@@ -40,7 +41,7 @@ def test_part_is_the_union_of_every_kind() -> None:
 @pytest.mark.parametrize(
     "part",
     [Text("a"), Reasoning("a"), Refusal("a"), ToolCall("0"), ToolResult("a"), Usage(), Stop("stop"),
-     Done("[DONE]"), Error("a"), Meta(), Malformed("invalid-json", "a")],
+     Done("[DONE]"), Error("a"), Meta(), Malformed("invalid-json", "a"), Notice("content-filtered", "a")],
     ids=lambda p: type(p).__name__,
 )
 def test_every_part_is_a_frozen_slotted_value(part: Part) -> None:

@@ -127,6 +127,7 @@ SHAPES_BEFORE = {
     "ollama": (None, {"error": "M"}),
     "openai-chat": (None, _OPENAI),
     "generic": (None, _OPENAI),
+    "cohere": ("message-end", {"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "M"}}),
 }
 
 

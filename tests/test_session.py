@@ -105,6 +105,7 @@ def test_timing_dict_uses_milliseconds() -> None:
     timing = session.summary()["timing"]
     assert set(timing) == {
         "ttfb_ms", "ttft_ms", "duration_ms", "gap_p50_ms", "gap_p99_ms", "gap_max_ms", "bytes", "chunks", "events",
+        "keepalives",
     }
     assert timing["ttfb_ms"] == pytest.approx(1.0)
 

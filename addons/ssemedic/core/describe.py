@@ -10,6 +10,7 @@ from .parts import (
     Error,
     Malformed,
     Meta,
+    Notice,
     Part,
     Reasoning,
     Refusal,
@@ -72,6 +73,8 @@ def describe_part(part: Part, limit: int = 120) -> str:
             return f"model {part.model}" if part.model else f"id {part.response_id}"
         case Malformed():
             return f"MALFORMED {part.kind}: {clip(part.detail, limit)}"
+        case Notice():
+            return f"{part.kind}: {clip(part.detail, limit)}"
     return type(part).__name__  # pragma: no cover - every Part is matched above
 
 
@@ -93,8 +96,9 @@ def part_to_dict(part: Part) -> dict[str, Any]:
             return {"kind": "reasoning", "text": text, "hidden": hidden, "signature": signature}
         case Refusal(text):
             return {"kind": "refusal", "text": text}
-        case ToolCall(key, id_, name, arguments):
-            return {"kind": "tool_call", "key": key, "id": id_, "name": name, "arguments": arguments}
+        case ToolCall(key, id_, name, arguments, free_form):
+            return {"kind": "tool_call", "key": key, "id": id_, "name": name, "arguments": arguments,
+                    "free_form": free_form}
         case ToolResult(content, tool_call_id, name, is_error):
             return {"kind": "tool_result", "content": content, "tool_call_id": tool_call_id,
                     "name": name, "is_error": is_error}
@@ -111,4 +115,6 @@ def part_to_dict(part: Part) -> dict[str, Any]:
             return {"kind": "meta", "model": model, "response_id": response_id}
         case Malformed(kind, detail):
             return {"kind": "malformed", "problem": kind, "detail": detail}
+        case Notice(kind, detail):
+            return {"kind": "notice", "fault": kind, "detail": detail}
     raise TypeError(f"not a part: {part!r}")  # pragma: no cover

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from .events import IssueKind, ParseIssue
 from .faults import Fault, FaultKind
 from .handoff import EventRecord, Outcome
-from .parts import TOKEN_PARTS, Done, Error, Malformed
+from .parts import TOKEN_PARTS, Done, Error, Malformed, Notice
 
 #: Default silence between events that counts as a stall, in seconds.
 DEFAULT_STALL_SECONDS = 10.0
@@ -30,6 +30,10 @@ _ISSUE_FAULTS = {
     IssueKind.BOM: FaultKind.BOM,
     IssueKind.OVERSIZED_EVENT: FaultKind.OVERSIZED_EVENT,
 }
+
+
+#: How the SSE parser reports an ``error:`` field (see sse.py).
+_ERROR_FIELD = "unknown field 'error' ignored"
 
 
 def is_client_disconnect(error: str | None) -> bool:
@@ -65,10 +69,12 @@ class Diagnoser:
         self.faults: list[Fault] = []
         self.counts: Counter[FaultKind] = Counter()
         self._error_seen = False
-        self._last_event_time: float | None = None
+        #: When the stream last showed life: an event, or a keep-alive comment.
+        self._last_alive: float | None = None
         self._token_times: list[float] = []
         self._incomplete = False  # the parser reported an unfinished last event
         self._payload_seen = False  # whether any event carried a part (not only pings)
+        self._first_done: tuple[int, int] | None = None  # the first [DONE]'s stream offset and event index
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
             offset: int | None = None) -> None:
@@ -113,6 +119,17 @@ class Diagnoser:
             kind = _ISSUE_FAULTS.get(issue.kind)
             if kind is not None:
                 self.add(kind, issue.detail, offset=issue.offset)
+            elif issue.kind == IssueKind.UNKNOWN_FIELD and issue.detail.startswith(_ERROR_FIELD):
+                # llama.cpp's server writes a stream's error as an "error:" field,
+                # which every SSE client ignores: an error the client never sees.
+                self._error_seen = True
+                said = issue.detail.removeprefix(_ERROR_FIELD).removeprefix(": ")
+                self.add(FaultKind.ERROR_IN_STREAM, f"in an `error:` field, which SSE clients ignore: {said}",
+                         offset=issue.offset)
+                # Issues come after the events of the same chunk: a [DONE] after
+                # this field may have been seen already.
+                if self._first_done is not None and self._first_done[0] > issue.offset:
+                    self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=self._first_done[1])
 
     def event(self, record: EventRecord) -> None:
         tokens = False
@@ -124,18 +141,29 @@ class Diagnoser:
             elif isinstance(part, Error):
                 self._error_seen = True
                 self.add(FaultKind.ERROR_IN_STREAM, part.message, event_index=record.index)
-            elif isinstance(part, Done) and part.marker == "[DONE]" and self._error_seen:
-                self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=record.index)
+            elif isinstance(part, Done) and part.marker == "[DONE]":
+                if self._error_seen:
+                    self.add(FaultKind.DONE_AFTER_ERROR, "", event_index=record.index)
+                if self._first_done is None:
+                    self._first_done = (record.event.offset, record.index)
             elif isinstance(part, Malformed) and part.kind == "invalid-json":
                 self.add(FaultKind.INVALID_JSON, part.detail, event_index=record.index)
+            elif isinstance(part, Notice):
+                self.add(FaultKind(part.kind), part.detail, event_index=record.index)
         time = record.time
         if time is not None:
             if tokens:
                 self._token_times.append(time)
-            last, self._last_event_time = self._last_event_time, time
+            last, self._last_alive = self._last_alive, time
             if last is not None and time - last > self.stall_after:
                 self.add(FaultKind.STALL, f"{time - last:.1f} s without events before event "
                          f"#{record.index} (threshold {self.stall_after:g} s)", event_index=record.index)
+
+    def keepalive(self, time: float | None) -> None:
+        """Keep-alive comments arrived at ``time``: no event, but the stream is
+        alive, so the silence a stall is measured by ends here."""
+        if time is not None:
+            self._last_alive = time
 
     def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False,
             recording_cut: bool = False) -> None:
@@ -166,7 +194,7 @@ class Diagnoser:
             self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=outcome.bytes)
         elif empty is not None:
             self.add(FaultKind.EMPTY_RESPONSE, empty, offset=outcome.bytes)
-        elif known and not complete and not message.errors:
+        elif known and not complete and not message.errors and not self._error_seen:
             self.add(FaultKind.TRUNCATED, _unfinished(outcome), offset=outcome.bytes)
         marker = outcome.provider.end_marker
         if (marker is not None and clean and not client_gone and complete

@@ -31,6 +31,8 @@ class FaultKind(StrEnum):
     OVERSIZED_EVENT = "oversized-event"
     INVALID_TOOL_ARGUMENTS = "invalid-tool-arguments"
     EMPTY_RESPONSE = "empty-response"
+    TOOL_CALL_INDEX_COLLISION = "tool-call-index-collision"
+    CONTENT_FILTERED = "content-filtered"
 
 
 class Severity(StrEnum):
@@ -196,6 +198,23 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "sequences, content filters) and whether the answer hides in another field. If no event "
         "came at all (an empty body, or only keep-alives), the server or a router answered 200 "
         "without streaming: check its logs for an error it swallowed.",
+    ),
+    FaultKind.TOOL_CALL_INDEX_COLLISION: Entry(
+        Severity.ERROR,
+        "several tool calls arrived under one tool-call index with different ids: clients that assemble "
+        "calls by index glue their arguments into one invalid call",
+        "The server or gateway numbers parallel tool calls wrongly: every call of a response needs its "
+        "own `index` (0, 1, 2...) on all of its chunks (seen from OpenAI-compatible endpoints of local "
+        "servers and from gateways that translate other APIs into chat chunks). Upgrade or fix it; "
+        "meanwhile send `parallel_tool_calls: false`. ssemedic shows the calls assembled by their ids.",
+    ),
+    FaultKind.CONTENT_FILTERED: Entry(
+        Severity.WARNING,
+        "the provider's content filter flagged or cut the prompt or the answer",
+        "Not a transport fault: the provider's safety system (Azure OpenAI content filtering, a gateway's "
+        "moderation) judged the content; the detail names the category and severity. Rephrase the "
+        "request or have the filter configuration of the deployment changed (Azure AI Foundry: content "
+        "filters); clients should show `finish_reason: content_filter` rather than a silently short answer.",
     ),
 }
 

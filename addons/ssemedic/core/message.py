@@ -51,6 +51,8 @@ class AssembledToolCall:
     arguments: str = ""
     #: The full length of the arguments, in characters, kept or not.
     chars: int = 0
+    #: The input is free text (a custom tool's), so it is not checked as JSON.
+    free_form: bool = False
 
     @property
     def cut(self) -> int:
@@ -61,8 +63,8 @@ class AssembledToolCall:
     def arguments_error(self) -> str | None:
         """Why the assembled arguments are not valid JSON, or None if they are
         or cannot be told: arguments that were cut (``cut``) are not checked,
-        since a prefix of valid JSON is not valid JSON itself."""
-        if self.cut:
+        since a prefix of valid JSON is not valid JSON itself; nor is free-form input."""
+        if self.cut or self.free_form:
             return None
         try:
             json.loads(self.arguments or "{}")
@@ -75,6 +77,8 @@ class AssembledToolCall:
         """What is known of the arguments' JSON, in words."""
         if self.cut:
             return f"JSON not checked: {self.cut:,} of {self.chars:,} chars not kept"
+        if self.free_form:
+            return "free-form input"
         error = self.arguments_error
         return "valid JSON" if error is None else f"invalid JSON: {error}"
 
@@ -198,6 +202,8 @@ class Message:
             call.id = part.id
         if part.name and not call.name:
             call.name = part.name
+        if part.free_form:
+            call.free_form = True
         if arguments:
             call.chars += len(arguments)
             # One budget for all calls: once it is spent, every call keeps

@@ -39,6 +39,8 @@ class ToolCall:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    #: The call's input is free text (a Responses ``custom_tool_call``), not JSON.
+    free_form: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,17 @@ class Malformed:
     detail: str
 
 
-Part = Text | Reasoning | Refusal | ToolCall | ToolResult | Usage | Stop | Done | Error | Meta | Malformed
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A problem an interpreter saw in an event it could read: ``kind`` is a
+    fault kind's value (``content-filtered``, ``tool-call-index-collision``),
+    ``detail`` what this event did. Diagnosis turns it into that fault."""
+
+    kind: str
+    detail: str
+
+
+Part = Text | Reasoning | Refusal | ToolCall | ToolResult | Usage | Stop | Done | Error | Meta | Malformed | Notice
 
 #: Parts that count as the first "token" for time-to-first-token.
 TOKEN_PARTS = (Text, Reasoning, Refusal, ToolCall)

@@ -45,11 +45,13 @@ class Timing:
     bytes: int
     chunks: int
     events: int
+    #: SSE comment lines (keep-alives), counted apart from events.
+    keepalives: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in asdict(self).items():
-            if key in ("bytes", "chunks", "events"):
+            if key in ("bytes", "chunks", "events", "keepalives"):
                 out[key] = value
             else:
                 out[f"{key}_ms"] = None if value is None else round(value * 1000, 3)
@@ -164,7 +166,10 @@ class StreamSession:
             assert self.framing is not None
             self.diagnoser.headers(self._response_headers, self._declared_framing, self.framing)
             self._response_headers = None
+        comments = getattr(parser, "comments", 0)
         records = self._records(parser.feed(data), at)
+        if getattr(parser, "comments", 0) != comments:
+            self.diagnoser.keepalive(at if self._timed else None)
         self.diagnoser.chunk(data, self.bytes, parser.inside_block)
         if len(parser.issues) != self._issues_given:  # rare: most chunks find none
             self._give_issues()
@@ -315,6 +320,7 @@ class StreamSession:
             bytes=self.bytes,
             chunks=len(self.chunk_offsets),
             events=self.event_count,
+            keepalives=getattr(self.parser, "comments", 0),
         )
 
     def summary(self) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class SSEParser:
         self.boundary = 0
         #: Stream bytes seen so far.
         self.consumed = 0
+        #: Comment lines seen: keep-alives (``: ping``, OpenRouter's ``: OPENROUTER PROCESSING``).
+        self.comments = 0
 
         self._buf = b""  # unparsed bytes; _buf[0] is at stream offset _offset
         # Feeds that cannot end a block, kept apart and joined to _buf only
@@ -408,6 +410,7 @@ class SSEParser:
             if not line:
                 continue  # only leading blank lines reach here: nothing is pending
             if line[0] == 0x3A:  # ":" starts a comment
+                self.comments += 1
                 decode_utf8(line, here, log)
                 continue
             name, colon, value = line.partition(b":")
@@ -436,7 +439,10 @@ class SSEParser:
                 else:
                     retry = self.reconnection_time = int(digits or b"0")
             else:
-                log.add(IssueKind.UNKNOWN_FIELD, here, f"unknown field {preview(name)} ignored")
+                detail = f"unknown field {preview(name)} ignored"
+                if name == b"error":  # llama.cpp's server sends its stream errors so: keep what it said
+                    detail += f": {preview(value, 300)}"
+                log.add(IssueKind.UNKNOWN_FIELD, here, detail)
                 decode_utf8(line, here, log)
 
         if not data_lines:

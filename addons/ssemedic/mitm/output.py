@@ -354,9 +354,10 @@ class Reporter:
     def _summary_text(self, stream: Pipeline, report: dict[str, Any]) -> str:
         t = report["timing"]
         chars = report.get("chars") or {}
+        keepalives = f" ({t['keepalives']} keep-alives)" if t.get("keepalives") else ""
         lines = [
             f"[{stream.flow_id[:6]}] summary: {report['provider']} · HTTP {report['status']} · "
-            f"{t['events']} events · {t['bytes']:,} bytes · {t['chunks']} chunks · "
+            f"{t['events']} events{keepalives} · {t['bytes']:,} bytes · {t['chunks']} chunks · "
             f"TTFB {_ms(t['ttfb_ms'])} · TTFT {_ms(t['ttft_ms'])} · duration {_ms(t['duration_ms'])} · "
             f"gap p50 {_ms(t['gap_p50_ms'])} p99 {_ms(t['gap_p99_ms'])} max {_ms(t['gap_max_ms'])}",
             f"  text: {clip(report['text'], self.max_text) or '(none)'}{_cut(report['text'], chars.get('text'))}",

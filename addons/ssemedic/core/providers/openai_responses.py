@@ -9,7 +9,13 @@ Strategy for tool calls: a ``function_call`` output item opens the call (its
 id and name) and ``function_call_arguments.delta`` events append to it, both
 keyed by the item's ``output_index``. The ``.done`` events repeat the whole
 arguments (and ``output_item.done`` the whole item), so they count only for
-a call whose arguments did not arrive before.
+a call whose arguments did not arrive before. A ``custom_tool_call`` (a
+custom tool's free-form input) goes the same way, with its ``input`` and
+``custom_tool_call_input.delta``/``.done`` events.
+
+``response.failed`` carries its error; ``response.incomplete`` its reason
+(``incomplete_details.reason``) as the stop reason, and a reason of
+``content_filter`` is noted as ``content-filtered``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 from ..events import ServerSentEvent
 from ..message import Message
-from ..parts import Done, Error, Meta, Part, Reasoning, Refusal, Stop, Text, ToolCall, Usage
+from ..parts import Done, Error, Meta, Notice, Part, Reasoning, Refusal, Stop, Text, ToolCall, Usage
 from .base import Handler, Interpreter, Provider, as_int, as_str, encode_event, error_message
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -52,29 +58,35 @@ def _delta(make: Callable[[str], Part]) -> Handler:
     return handler
 
 
-def _function_call(payload: Any) -> dict[str, Any] | None:
+#: Output item types that are tool calls, and the field holding their input.
+CALL_INPUT = {"function_call": "arguments", "custom_tool_call": "input"}
+
+
+def _call_item(payload: Any) -> dict[str, Any] | None:
     item = _need(payload, "item", dict)
-    return item if item.get("type") == "function_call" else None
+    return item if item.get("type") in CALL_INPUT else None
 
 
 def _item_added(interp: ResponsesInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
-    item = _function_call(payload)
+    item = _call_item(payload)
     if item is None:
         return []
     call_id = as_str(item.get("call_id")) or as_str(item.get("id"))
-    return [ToolCall(key=_key(payload), id=call_id, name=as_str(item.get("name")))]
+    free_form = item["type"] == "custom_tool_call"
+    return [ToolCall(key=_key(payload), id=call_id, name=as_str(item.get("name")), free_form=free_form)]
 
 
 def _item_done(interp: ResponsesInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
     # Only for a call whose arguments did not stream: the item is then all we get.
-    item = _function_call(payload)
+    item = _call_item(payload)
     key = _key(payload)
     if item is None or key in interp.streamed_arguments:
         return []
     interp.streamed_arguments.add(key)
     call_id = as_str(item.get("call_id")) or as_str(item.get("id"))
-    arguments = _need(item, "arguments", str)
-    return [ToolCall(key=key, id=call_id, name=as_str(item.get("name")), arguments=arguments)]
+    arguments = _need(item, CALL_INPUT[item["type"]], str)
+    free_form = item["type"] == "custom_tool_call"
+    return [ToolCall(key=key, id=call_id, name=as_str(item.get("name")), arguments=arguments, free_form=free_form)]
 
 
 def _arguments_delta(interp: ResponsesInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
@@ -84,12 +96,17 @@ def _arguments_delta(interp: ResponsesInterpreter, event: ServerSentEvent, paylo
     return [ToolCall(key=key, arguments=delta)] if delta else []
 
 
-def _arguments_done(interp: ResponsesInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
-    key = _key(payload)
-    if key in interp.streamed_arguments:
-        return []  # the deltas already carried these arguments
-    interp.streamed_arguments.add(key)
-    return [ToolCall(key=key, arguments=_need(payload, "arguments", str))]
+def _arguments_done(field: str) -> Handler:
+    """A handler for the ``*.done`` events that repeat a call's whole input in ``field``."""
+
+    def handler(interp: ResponsesInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
+        key = _key(payload)
+        if key in interp.streamed_arguments:
+            return []  # the deltas already carried these arguments
+        interp.streamed_arguments.add(key)
+        return [ToolCall(key=key, arguments=_need(payload, field, str))]
+
+    return handler
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
@@ -123,7 +140,10 @@ def _terminal(interp: ResponsesInterpreter, event: ServerSentEvent, payload: Any
     if kind == "response.failed":
         err = response.get("error")
         parts.append(_error_from(err) if err is not None else Error("response failed"))
-    parts.append(Stop(_stop_reason(kind, response)))
+    reason = _stop_reason(kind, response)
+    if reason == "content_filter":
+        parts.append(Notice("content-filtered", "answer: response.incomplete, reason content_filter"))
+    parts.append(Stop(reason))
     usage = response.get("usage")
     if isinstance(usage, dict):
         parts.append(_usage(usage))
@@ -152,7 +172,9 @@ HANDLERS: dict[str, Handler] = {
     "response.output_item.added": _item_added,
     "response.output_item.done": _item_done,
     "response.function_call_arguments.delta": _arguments_delta,
-    "response.function_call_arguments.done": _arguments_done,
+    "response.function_call_arguments.done": _arguments_done("arguments"),
+    "response.custom_tool_call_input.delta": _arguments_delta,
+    "response.custom_tool_call_input.done": _arguments_done("input"),
     "response.completed": _terminal,
     "response.incomplete": _terminal,
     "response.failed": _terminal,
@@ -200,6 +222,7 @@ PROVIDER = Provider(
     match_request=_match_request,
     match_payload=_match_payload,
     order=20,
+    missing_terminal="no response.completed, response.incomplete or response.failed came",
     terminal="response.completed, response.incomplete or response.failed",
     error_event=_make_error_event,
 )
