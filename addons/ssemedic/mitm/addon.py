@@ -99,13 +99,14 @@ class Medic:
         )
         loader.add_option(
             "ssemedic_redact", str, "true",
-            "Hide credentials (Authorization, API-key headers, cookies, key=... in URLs, api_key in "
-            "JSON request bodies) in ssemedic's log, JSONL and the flows it stores for saving. "
-            "The traffic itself passes unchanged.",
+            "Hide credentials (Authorization, API-key and cookie headers, any header holding a known "
+            "key format, key=... in URLs, api_key in JSON request bodies, keys echoed in the text) in "
+            "ssemedic's log, JSONL and view, and in every flow mitmproxy saves (-w, mitmweb's Save), "
+            "selected or not. The traffic itself passes unchanged.",
         )
         loader.add_option(
             "ssemedic_stall", str, "10",
-            "Seconds of silence between two events that ssemedic reports as a stall.",
+            "Seconds of silence (no event and no keep-alive comment) that ssemedic reports as a stall.",
         )
         loader.add_option(
             "ssemedic_max_text", str, "200",
