@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from .events import IssueKind, ParseIssue
 from .faults import Fault, FaultKind
+from .framing import MEDIA_TYPES
 from .handoff import EventRecord, Outcome
 from .parts import TOKEN_PARTS, Done, Error, Malformed
 
@@ -91,7 +92,7 @@ class Diagnoser:
         if h.get("x-accel-buffering", "").strip().lower() != "no":
             self.add(FaultKind.MISSING_ACCEL_BUFFERING, f"X-Accel-Buffering: {h.get('x-accel-buffering', '(none)')}")
         if declared != actual:
-            expected = "text/event-stream" if actual == "sse" else "application/x-ndjson"
+            expected = MEDIA_TYPES.get(actual, "text/event-stream")
             self.add(FaultKind.WRONG_CONTENT_TYPE,
                      f"a {actual} body served as {h.get('content-type', '(no Content-Type)')}; expected {expected}")
 

@@ -15,7 +15,8 @@ from typing import Any
 from ..core.decoding import DecodeError, StreamDecoder, supported
 from ..core.diagnose import is_client_disconnect
 from ..core.events import BOM
-from ..core.framing import framing_for_content_type, sniff_framing
+from ..core.eventstream import valid_prelude
+from ..core.framing import MEDIA_TYPES, framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..core import recording
 from ..core.recording import METADATA_KEY
@@ -82,9 +83,11 @@ class Capture:
 
 
 def file_kind(head: bytes) -> str | None:
-    """``flows``, ``json`` (HAR or NDJSON), ``sse`` or None for a file's first bytes."""
+    """``flows``, ``json`` (HAR or NDJSON), ``sse``, ``eventstream`` or None for a file's first bytes."""
     if _TNETSTRING_START.match(head):
         return "flows"
+    if valid_prelude(head):
+        return "eventstream"  # binary, so before the NUL check
     if b"\0" in head[:4096]:
         return None
     if head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"{"):
@@ -134,15 +137,15 @@ def load(path: str | Path) -> list[Capture]:
         if _is_har(body):
             return list(_from_flow_file(path))
         return [_capture(path, body, "ndjson")]
-    if kind == "sse":
-        return [_capture(path, path.read_bytes(), "sse")]
+    if kind in ("sse", "eventstream"):
+        return [_capture(path, path.read_bytes(), kind)]
     raise SourceError(
-        f"{path}: not an SSE or NDJSON capture, nor a mitmproxy flow or HAR file"
+        f"{path}: not an SSE or NDJSON capture, nor an AWS event stream, a mitmproxy flow or a HAR file"
     )
 
 
 def _capture(path: Path, body: bytes, framing: str) -> Capture:
-    content_type = "text/event-stream" if framing == "sse" else "application/x-ndjson"
+    content_type = MEDIA_TYPES[framing]
     return Capture(
         label=str(path),
         body=body,
@@ -188,7 +191,7 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
     raw = response.raw_content
     declared = framing_for_content_type(content_type)
     if declared is None and not _request_wants_stream(request.raw_content):
-        if not raw or sniff_framing(raw[:_HEAD]) != "sse":
+        if not raw or sniff_framing(raw[:_HEAD]) is None:
             return None
     label = f"{label_prefix} {request.method} {request.pretty_url}"
     notes: list[str] = []
