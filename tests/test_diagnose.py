@@ -275,6 +275,19 @@ def live(
     return session
 
 
+def bedrock_frame_altered_as_text() -> bytes:
+    """A Converse stream through a hop that treats the body as text and turns
+    CR bytes into LF: one frame's bytes change, lengths stay, its CRC fails."""
+    from aws_frames import event_frame
+
+    texts = ("ok" + " " * n for n in range(500))
+    delta = next(f for t in texts if b"\r" in (f := event_frame("contentBlockDelta", {"delta": {"text": t}}))[12:]
+                 and b"\r" not in f[:12])
+    return (event_frame("messageStart", {"role": "assistant"}) + delta.replace(b"\r", b"\n")
+            + event_frame("contentBlockDelta", {"delta": {"text": "fine"}})
+            + event_frame("messageStop", {"stopReason": "end_turn"}))
+
+
 def untimed(path: str, data: bytes, **kwargs: Any) -> StreamSession:
     """Feed ``data`` whole with no arrival time (like a raw capture) and close."""
     session = session_for(path, **kwargs)
@@ -419,6 +432,8 @@ PRODUCERS: dict[FaultKind, Callable[[], StreamSession]] = {
     FaultKind.OVERSIZED_EVENT: lambda: untimed(CHAT_PATH, whole_answer_in_one_event()[0], max_event_size=512),
     FaultKind.INVALID_TOOL_ARGUMENTS: lambda: untimed(CHAT_PATH, chat_tool_call_lost_fragment()),
     FaultKind.EMPTY_RESPONSE: lambda: untimed(CHAT_PATH, chat_empty()),
+    FaultKind.CORRUPT_FRAME: lambda: untimed("/model/m/converse-stream", bedrock_frame_altered_as_text(),
+                                             content_type="application/vnd.amazon.eventstream"),
 }
 
 #: A concrete component or setting each kind's hint must name.
@@ -445,6 +460,7 @@ HINT_NAMES: dict[FaultKind, str] = {
     FaultKind.OVERSIZED_EVENT: "buffering",
     FaultKind.INVALID_TOOL_ARGUMENTS: "truncation",
     FaultKind.EMPTY_RESPONSE: "max tokens",
+    FaultKind.CORRUPT_FRAME: "application/vnd.amazon.eventstream",
 }
 
 

@@ -159,7 +159,18 @@ def test_a_corrupt_frame_mid_stream_is_an_issue_and_the_rest_is_read() -> None:
     session = same_in_every_chunking(bytes(body), path=CONVERSE)
     assert session.message.text == "one three"
     assert [i.kind for i in session.issues] == ["bad-message-crc"]
-    assert session.complete
+    assert session.complete and "corrupt-frame" in kinds(session)
+
+
+def test_a_bad_prelude_stops_parsing_and_is_diagnosed() -> None:
+    body = bytearray(converse_text(["one ", "two"]))
+    second = len(event_frame("messageStart", {"role": "assistant"}))
+    body[second + 2] ^= 0x01  # the second frame's length: its prelude CRC fails
+    session = same_in_every_chunking(bytes(body), path=CONVERSE)
+    assert [i.kind for i in session.issues] == ["bad-prelude-crc", "unparsed"]
+    assert session.issues[0].offset == second
+    assert session.message.text == "" and not session.complete
+    assert {"corrupt-frame", "truncated"} <= kinds(session)
 
 
 # -- InvokeModelWithResponseStream ------------------------------------------------------------

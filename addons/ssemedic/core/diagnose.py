@@ -30,6 +30,9 @@ _ISSUE_FAULTS = {
     IssueKind.INVALID_UTF8: FaultKind.INVALID_UTF8,
     IssueKind.BOM: FaultKind.BOM,
     IssueKind.OVERSIZED_EVENT: FaultKind.OVERSIZED_EVENT,
+    IssueKind.BAD_PRELUDE_CRC: FaultKind.CORRUPT_FRAME,
+    IssueKind.BAD_MESSAGE_CRC: FaultKind.CORRUPT_FRAME,
+    IssueKind.INVALID_FRAME: FaultKind.CORRUPT_FRAME,
 }
 
 
@@ -69,6 +72,7 @@ class Diagnoser:
         self._last_event_time: float | None = None
         self._token_times: list[float] = []
         self._incomplete = False  # the parser reported an unfinished last event
+        self._unparsed = False  # the parser could not read on to the end (a corrupt frame)
         self._payload_seen = False  # whether any event carried a part (not only pings)
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
@@ -111,6 +115,8 @@ class Diagnoser:
         for issue in new:
             if issue.kind == IssueKind.INCOMPLETE_EVENT:
                 self._incomplete = True
+            elif issue.kind == IssueKind.UNPARSED:
+                self._incomplete = self._unparsed = True
             kind = _ISSUE_FAULTS.get(issue.kind)
             if kind is not None:
                 self.add(kind, issue.detail, offset=issue.offset)
@@ -158,7 +164,8 @@ class Diagnoser:
         elif not clean:
             self.add(FaultKind.TRUNCATED, "the connection broke before the stream ended", offset=outcome.bytes)
         elif incomplete:
-            self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=outcome.bytes)
+            where = "could not be parsed to its end" if self._unparsed else "ended in the middle of an event"
+            self.add(FaultKind.TRUNCATED, f"the stream {where}", offset=outcome.bytes)
         elif empty is not None:
             self.add(FaultKind.EMPTY_RESPONSE, empty, offset=outcome.bytes)
         elif known and not complete and not message.errors:

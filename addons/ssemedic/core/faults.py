@@ -31,6 +31,7 @@ class FaultKind(StrEnum):
     OVERSIZED_EVENT = "oversized-event"
     INVALID_TOOL_ARGUMENTS = "invalid-tool-arguments"
     EMPTY_RESPONSE = "empty-response"
+    CORRUPT_FRAME = "corrupt-frame"
 
 
 class Severity(StrEnum):
@@ -196,6 +197,14 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "sequences, content filters) and whether the answer hides in another field. If no event "
         "came at all (an empty body, or only keep-alives), the server or a router answered 200 "
         "without streaming: check its logs for an error it swallowed.",
+    ),
+    FaultKind.CORRUPT_FRAME: Entry(
+        Severity.ERROR,
+        "a binary AWS event-stream frame failed its CRC check or is malformed: its event was lost "
+        "(after a bad prelude CRC, the rest of the stream)",
+        "Something between Bedrock and here altered the bytes: a proxy or middleware that treats the "
+        "body as text (charset conversion, newline or UTF-8 'fixing'), or that cuts and joins it. "
+        "application/vnd.amazon.eventstream is binary: every hop must pass it through untouched.",
     ),
 }
 
