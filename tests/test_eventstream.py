@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +228,6 @@ def test_headers_running_past_their_length_skip_the_frame() -> None:
     bad = frame([(":event-type", 7, "x")])
     # Claim fewer header bytes than there are (and fix the CRCs): the value runs past.
     prelude = len(bad).to_bytes(4, "big") + (5).to_bytes(4, "big")
-    import zlib
-
     prelude += zlib.crc32(prelude).to_bytes(4, "big")
     body = prelude + bad[12:-4]
     body += zlib.crc32(body).to_bytes(4, "big")
@@ -269,3 +268,14 @@ def test_report_reads_a_raw_bin_body_whatever_its_name(tmp_path: Path) -> None:
     session = capture.session()
     assert session.framing == "eventstream" and session.provider == "bedrock"
     assert session.message.text == "Hé" and session.complete
+
+
+def test_a_repeated_bad_header_block_is_reported_every_time() -> None:
+    # Header blocks are remembered once read; one that had an issue must not be.
+    good = frame([(":event-type", 7, "x")])
+    bad = good[:-5] + b"\xff"  # the event name's one byte, not UTF-8
+    bad += zlib.crc32(bad).to_bytes(4, "big")
+    events, parser = parse([bad, bad, SMALL[0], SMALL[0]])
+    assert [e.event for e in events] == ["\ufffd", "\ufffd", "messageStart", "messageStart"]
+    assert [(i.kind, i.offset) for i in parser.issues] == [(IssueKind.INVALID_UTF8, 12 + 15),
+                                                           (IssueKind.INVALID_UTF8, len(bad) + 12 + 15)]

@@ -313,3 +313,23 @@ def test_sniffed_on_a_bedrock_path_even_with_a_newline_in_the_prelude() -> None:
     assert b"".join(out) == body
     assert stream.announced and stream.session.framing == "eventstream"
     assert stream.session.message.text == "Hi" and stream.session.complete
+
+
+def test_mitmweb_view_picks_and_reads_a_bedrock_flow() -> None:
+    from mitmproxy import contentviews
+    from mitmproxy.test import taddons, tflow
+
+    from ssemedic.mitm.contentview import llm_stream_view
+
+    flow = tflow.tflow(resp=True)
+    flow.request.method, flow.request.path = "POST", CONVERSE
+    flow.response.headers["content-type"] = CT
+    flow.response.content = converse_text(["Hallo ", "Welt"])
+    contentviews.add(llm_stream_view)
+    try:
+        with taddons.context():
+            result = contentviews.prettify_message(flow.response, flow)
+    finally:
+        contentviews.registry._by_name.pop(llm_stream_view.name.lower(), None)  # as test_contentview undoes add()
+    assert result.view_name == "LLM stream"
+    assert "bedrock (eventstream)" in result.text and "Hallo Welt" in result.text

@@ -60,6 +60,8 @@ MIN_FRAME = PRELUDE_SIZE + 4
 HeaderValue = bool | int | bytes | str | uuid.UUID
 
 # Fixed-size integer types: type byte -> (struct format, size).
+#: How many distinct header blocks a parser remembers (see EventStreamParser._frame).
+_KNOWN_HEADERS = 64
 #: Which header names an event, by ``:message-type``.
 _NAME_HEADERS = {"event": ":event-type", "exception": ":exception-type", "error": ":error-code"}
 _INTS = {2: (">b", 1), 3: (">h", 2), 4: (">i", 4), 5: (">q", 8), 8: (">q", 8)}
@@ -120,6 +122,9 @@ class EventStreamParser:
         self._need = PRELUDE_SIZE  # bytes the current frame needs before it can be cut
         self._skip = 0  # bytes of an oversized frame still to pass
         self._stopped_at: int | None = None  # where a bad prelude stopped parsing
+        # Header blocks already read, and the event name they give: a stream
+        # repeats a few (one per event type), and reading them is half the work.
+        self._known_headers: dict[bytes, tuple[str, dict[str, HeaderValue]]] = {}
         self._closed = False
 
     @property
@@ -251,14 +256,20 @@ class EventStreamParser:
                          f"headers length {headers_length} does not fit the {total}-byte frame: frame skipped")
             return None
         payload_start = PRELUDE_SIZE + headers_length
-        headers = self._headers(frame, payload_start, offset)
-        if headers is None:
-            return None
-        kind = headers.get(":message-type")
-        name = headers.get(_NAME_HEADERS.get(kind if isinstance(kind, str) else "event", ":event-type"))
+        raw_headers = frame[PRELUDE_SIZE:payload_start]
+        known = self._known_headers.get(raw_headers)
+        if known is None:
+            issues = self.log.counts.total()
+            headers = self._headers(frame, payload_start, offset)
+            if headers is None:
+                return None
+            kind = headers.get(":message-type")
+            name = headers.get(_NAME_HEADERS.get(kind if isinstance(kind, str) else "event", ":event-type"))
+            known = (name if isinstance(name, str) and name else "message", headers)
+            if self.log.counts.total() == issues and len(self._known_headers) < _KNOWN_HEADERS:
+                self._known_headers[raw_headers] = known
         data = decode_utf8(frame[payload_start:-4], offset + payload_start, self.log)
-        return EventStreamEvent(name if isinstance(name, str) and name else "message", data, None, None,
-                                frame, offset, headers)
+        return EventStreamEvent(known[0], data, None, None, frame, offset, known[1])
 
     def _headers(self, frame: bytes, end: int, offset: int) -> dict[str, HeaderValue] | None:
         headers: dict[str, HeaderValue] = {}
