@@ -250,6 +250,18 @@ def test_invoke_model_llama_plain_json() -> None:
     assert session.message.finish_reason == "stop" and session.complete
 
 
+def test_invoke_model_openai_chat_chunks_inside() -> None:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "openai.gpt-oss-20b-1:0",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hola"}), chunk({}, "stop")]
+    session = same_in_every_chunking(b"".join(chunk_frame(e) for e in events),
+                                     path="/model/openai.gpt-oss-20b-1:0/invoke-with-response-stream")
+    assert session.message.text == "Hola" and session.message.finish_reason == "stop" and session.complete
+    assert "missing-done" not in kinds(session)  # Bedrock's own end is the stream's: no [DONE] to miss
+
+
 def test_invoke_model_bad_base64_is_malformed_not_a_crash() -> None:
     body = event_frame("chunk", {"bytes": "not base64!"}) + b"".join(chunk_frame(e) for e in anthropic_events(["ok"]))
     session = run_session([body], content_type=CT, path=INVOKE)

@@ -132,10 +132,12 @@ def _chunk(interp: BedrockInterpreter, event: ServerSentEvent, payload: Any) -> 
     if interp.inner is interp:
         return interp.interpret_wrapped(inner)
     parts = interp.inner.interpret(inner)
-    try:
-        metrics = dig(loads(text), "amazon-bedrock-invocationMetrics")
-    except ValueError:
-        metrics = None
+    metrics = None
+    if "amazon-bedrock-invocationMetrics" in text:  # on the model's last event only: not parsed twice for the rest
+        try:
+            metrics = dig(loads(text), "amazon-bedrock-invocationMetrics")
+        except (ValueError, RecursionError):
+            pass  # the inner interpreter has reported it
     if isinstance(metrics, dict):
         # Bedrock's own count, on the model's last event.
         parts.append(Usage({"amazon-bedrock-invocationMetrics": metrics}, as_int(metrics.get("inputTokenCount")),
@@ -146,7 +148,7 @@ def _chunk(interp: BedrockInterpreter, event: ServerSentEvent, payload: Any) -> 
 def _exception(event: ServerSentEvent) -> list[Part]:
     try:
         payload = loads(event.data) if event.data.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = event.data
     message = error_message(payload) if payload else event.event
     return [Error(message, event.event)]
@@ -188,7 +190,7 @@ class BedrockInterpreter(Interpreter):
         """A Converse event wrapped in its name, ``{"contentBlockDelta": {...}}`` (Nova's InvokeModel stream)."""
         try:
             payload = loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return [Malformed("invalid-json", f"chunk is not JSON: {event.data[:60]!r}")]
         if not isinstance(payload, dict) or len(payload) != 1:
             return []
@@ -213,7 +215,7 @@ class ModelTextInterpreter(Interpreter):
     def interpret(self, event: ServerSentEvent) -> list[Part]:
         try:
             payload = loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return [Malformed("invalid-json", f"chunk is not JSON: {event.data[:60]!r}")]
         if not isinstance(payload, dict):
             return []
@@ -241,7 +243,7 @@ def _inner_interpreter(interp: BedrockInterpreter, event: ServerSentEvent) -> In
 
     try:
         payload = loads(event.data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # not JSON: this chunk is reported, the next one decides
     if isinstance(payload, dict) and len(payload) == 1 and next(iter(payload)) in _CONVERSE_TYPES:
         return interp
