@@ -26,6 +26,7 @@ STREAMS: dict[str, tuple[str, list[bytes]]] = {
     "gemini": (f"/v1beta/models/{MODEL}:streamGenerateContent", demo.gemini_events(MODEL)),
     "letta": ("/v1/agents/agent-1/messages/stream", demo.letta_events()),
     "ollama": ("/api/chat", [data for _pause, data in demo.ollama(demo.Call(MODEL, True, 0.0)).chunks]),
+    "bedrock": (f"/model/{MODEL}/converse-stream", demo.bedrock_events()),
 }
 
 

@@ -345,3 +345,16 @@ def test_mitmweb_view_picks_and_reads_a_bedrock_flow() -> None:
         contentviews.registry._by_name.pop(llm_stream_view.name.lower(), None)  # as test_contentview undoes add()
     assert result.view_name == "LLM stream"
     assert "bedrock (eventstream)" in result.text and "Hallo Welt" in result.text
+
+
+def test_an_untyped_bedrock_body_is_labelled_as_an_event_stream() -> None:
+    from mitmproxy.test import tflow
+
+    from ssemedic.mitm.addon import _implied_content_type
+
+    flow = tflow.tflow()
+    flow.request.method, flow.request.path = "POST", CONVERSE
+    assert _implied_content_type(flow.request) == CT  # what the headers repair sets, not text/event-stream
+    session = run_session([converse_text(["x"])], path=CONVERSE, response_headers={"Content-Type": "text/plain"})
+    (wrong,) = [f for f in session.faults if f.kind == "wrong-content-type"]
+    assert wrong.detail.endswith(f"expected {CT}")

@@ -154,6 +154,11 @@ def _exception(event: ServerSentEvent) -> list[Part]:
     return [Error(message, event.event)]
 
 
+def _typed_exception(interp: BedrockInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
+    """An error named by its payload's ``__type`` (an AWS JSON error outside an exception frame)."""
+    return [Error(error_message(payload), payload["__type"])]
+
+
 def _unexpected(interp: BedrockInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
     return [Malformed("unexpected-shape", f"payload is a JSON {type(payload).__name__}, not an object")]
 
@@ -167,6 +172,7 @@ class BedrockInterpreter(Interpreter):
         "messageStop": _message_stop,
         "metadata": _metadata,
         "chunk": _chunk,
+        "exception": _typed_exception,
         "unexpected": _unexpected,
     }
 
@@ -198,7 +204,9 @@ class BedrockInterpreter(Interpreter):
         return super().interpret(ServerSentEvent(name, json.dumps(inner), None, None, event.raw, event.offset))
 
     def key(self, event: ServerSentEvent, payload: Any) -> str:
-        return event.event if isinstance(payload, dict) else "unexpected"
+        if not isinstance(payload, dict):
+            return "unexpected"
+        return "exception" if isinstance(payload.get("__type"), str) else event.event
 
     def is_complete(self, message: Message) -> bool:
         if self.inner is not None and self.inner is not self:
@@ -271,13 +279,15 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
 
 
 def _make_error_event(framing: str, message: str) -> bytes:
-    """An ``internalServerException``, as Bedrock sends one mid-stream."""
-    payload = {"message": message}
+    """An ``internalServerException``, as Bedrock sends one mid-stream: an
+    exception frame; in a text framing, an event of that name whose payload
+    names it too (``__type``, as AWS's JSON errors do), for lines without names."""
     if framing == "eventstream":
         headers = {":message-type": "exception", ":exception-type": "internalServerException",
                    ":content-type": "application/json"}
-        return encode_frame(headers, json.dumps(payload).encode())
-    return encode_event(payload, framing, "internalServerException")
+        return encode_frame(headers, json.dumps({"message": message}).encode())
+    return encode_event({"message": message, "__type": "internalServerException"}, framing,
+                        "internalServerException")
 
 
 PROVIDER = Provider(
