@@ -4,8 +4,10 @@
 It speaks OpenAI-compatible ``POST /v1/chat/completions`` (plus ``GET
 /v1/models``, both also under a router's Letta base ``/api/v1/agents/<id>/proxy``),
 Letta's ``POST /v1/agents/<id>/messages/stream``, Ollama's ``POST /api/chat``, the OpenAI Responses API's ``POST /v1/responses``,
-Anthropic's ``POST /v1/messages`` and Gemini's ``POST
-/v1beta/models/<model>:streamGenerateContent?alt=sse``, and answers each
+Anthropic's ``POST /v1/messages``, Gemini's ``POST
+/v1beta/models/<model>:streamGenerateContent?alt=sse`` and Amazon Bedrock's
+``POST /model/<model>/converse-stream`` and ``/invoke-with-response-stream``
+(AWS event-stream frames), and answers each
 request with a *scenario*: a healthy stream, or one of the faults ssemedic
 exists to find. Every payload is built
 with ``json.dumps`` following the provider's documented format (as in
@@ -20,7 +22,7 @@ only *writes* chunk frames. It binds loopback addresses only.
 Choosing a scenario: a path prefix ``/s/<scenario>/...`` wins, then a request
 ``model`` (for Gemini, the model in the path) that names a scenario, then the
 endpoint's default (``healthy``, ``letta-send-message``, ``ollama``,
-``openai-responses``, ``anthropic`` or ``gemini``). ``?delay=SECONDS`` sets the pause
+``openai-responses``, ``anthropic``, ``gemini``, ``bedrock`` or ``bedrock-invoke``). ``?delay=SECONDS`` sets the pause
 between writes (default 0.03 s, which makes ``healthy`` last about 2 s).
 
 Usage: .venv/bin/python scripts/demo_upstream.py [--port 8777] [--list] [--max-seconds N]
@@ -29,6 +31,7 @@ Usage: .venv/bin/python scripts/demo_upstream.py [--port 8777] [--list] [--max-s
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import json
 import logging
@@ -644,6 +647,61 @@ def gzip_stream(call: Call) -> Reply:
     return Reply(200, {**SSE_HEADERS, "Content-Encoding": "gzip"}, writes)
 
 
+# -- Amazon Bedrock: the AWS event stream's binary frames ------------------------------
+
+BEDROCK_HEADERS = {"Content-Type": "application/vnd.amazon.eventstream", "x-amzn-RequestId": "demo-7f3c2a1e"}
+
+
+def aws_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream frame with string headers: total and headers length,
+    the prelude's CRC32, headers, payload, the CRC32 of everything before it."""
+    encoded = b"".join(bytes([len(k)]) + k.encode() + b"\x07" + len(v.encode()).to_bytes(2, "big") + v.encode()
+                       for k, v in headers.items())
+    prelude = (16 + len(encoded) + len(payload)).to_bytes(4, "big") + len(encoded).to_bytes(4, "big")
+    body = prelude + zlib.crc32(prelude).to_bytes(4, "big") + encoded + payload
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def bedrock_event(event_type: str, payload: dict[str, Any]) -> bytes:
+    """A Bedrock event frame: JSON payload with the padding field ``p`` Bedrock adds."""
+    body = json.dumps({**payload, "p": "abcdefghijklmnopqrstuvwxyz"[: len(event_type)]}, ensure_ascii=False)
+    return aws_frame({":event-type": event_type, ":content-type": "application/json", ":message-type": "event"},
+                     body.encode())
+
+
+def bedrock_events() -> list[bytes]:
+    """The healthy ConverseStream: reasoning with its signature, then the text, messageStop, metadata."""
+    def delta(index: int, body: dict[str, Any]) -> bytes:
+        return bedrock_event("contentBlockDelta", {"contentBlockIndex": index, "delta": body})
+
+    out = [bedrock_event("messageStart", {"role": "assistant"})]
+    out += [delta(0, {"reasoningContent": {"text": piece}}) for piece in tokens(HEALTHY_REASONING)]
+    out += [delta(0, {"reasoningContent": {"signature": ANTHROPIC_SIGNATURE}}),
+            bedrock_event("contentBlockStop", {"contentBlockIndex": 0})]
+    out += [delta(1, {"text": piece}) for piece in tokens(HEALTHY_TEXT)]
+    output_tokens = len(tokens(HEALTHY_TEXT)) + len(tokens(HEALTHY_REASONING))
+    out += [bedrock_event("contentBlockStop", {"contentBlockIndex": 1}),
+            bedrock_event("messageStop", {"stopReason": "end_turn"}),
+            bedrock_event("metadata", {"usage": {"inputTokens": 27, "outputTokens": output_tokens,
+                                                 "totalTokens": 27 + output_tokens},
+                                       "metrics": {"latencyMs": 1840}})]
+    return out
+
+
+def bedrock(call: Call) -> Reply:
+    """Amazon Bedrock ConverseStream in AWS event-stream frames: reasoning with signature, text, messageStop, usage; one write per frame"""
+    return Reply(200, dict(BEDROCK_HEADERS), aligned(bedrock_events(), call.delay))
+
+
+def bedrock_invoke(call: Call) -> Reply:
+    """Amazon Bedrock InvokeModelWithResponseStream: Anthropic's events, base64 in chunk frames; one write per frame"""
+    frames = []
+    for event in anthropic_events(call.model):
+        data = json.loads(event.split(b"data: ", 1)[1])  # the Messages event, as Bedrock wraps it
+        frames.append(bedrock_event("chunk", {"bytes": base64.b64encode(json.dumps(data).encode()).decode()}))
+    return Reply(200, dict(BEDROCK_HEADERS), aligned(frames, call.delay))
+
+
 #: The garbage event ``invalid-json`` sends in the middle of the healthy stream.
 INVALID_JSON_EVENT = b"data: {not json\n\n"
 
@@ -756,6 +814,8 @@ SCENARIOS: dict[str, Scenario] = {
     "openai-responses": openai_responses,
     "anthropic": anthropic,
     "gemini": gemini,
+    "bedrock": bedrock,
+    "bedrock-invoke": bedrock_invoke,
 }
 
 
@@ -770,6 +830,7 @@ _PREFIX = re.compile(r"/s/(?P<scenario>[^/]+)(?P<rest>/.*)")
 _LETTA = re.compile(r"/v1/agents/[^/]+/messages/stream/?")
 _LETTA_ROUTER = re.compile(r"/api/v1/agents/[^/]+/proxy/chat/completions")
 _GEMINI = re.compile(r"/v1beta/models/(?P<model>[^/:]+):streamGenerateContent")
+_BEDROCK = re.compile(r"/model/(?P<model>[^/]+)/(?P<api>converse-stream|invoke-with-response-stream)")
 
 
 class Endpoint(NamedTuple):
@@ -798,6 +859,9 @@ def endpoint(path: str) -> Endpoint | None:
         return Endpoint("anthropic", False)
     if gemini := _GEMINI.fullmatch(path):
         return Endpoint("gemini", None, gemini["model"])
+    if bedrock_route := _BEDROCK.fullmatch(path):
+        scenario = "bedrock" if bedrock_route["api"] == "converse-stream" else "bedrock-invoke"
+        return Endpoint(scenario, None, bedrock_route["model"])
     return None
 
 

@@ -107,10 +107,21 @@ RECORDINGS: tuple[Recording, ...] = (
               {"contents": [{"role": "user", "parts": [{"text": QUESTION}]}],
                "generationConfig": {"thinkingConfig": {"includeThoughts": True}}},
               {"x-goog-api-key": API_KEY}),
+    # Bedrock clients sign each request (SigV4): the signature stands in for the key.
+    *(Recording(name, name, f"/model/anthropic.claude-sonnet-4-5-20250929-v1:0/{api}",
+                {"messages": [{"role": "user", "content": [{"text": QUESTION}]}],
+                 "inferenceConfig": {"maxTokens": 2048}} if name == "bedrock" else
+                {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 2048,
+                 "messages": [{"role": "user", "content": QUESTION}]},
+                {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261203/us-east-1/bedrock/aws4_request, "
+                                  f"SignedHeaders=host;x-amz-date, Signature={API_KEY}",
+                 "X-Amz-Date": "20261203T120000Z"})
+      for name, api in (("bedrock", "converse-stream"), ("bedrock-invoke", "invoke-with-response-stream"))),
 )
 BY_NAME = {recording.name: recording for recording in RECORDINGS}
 #: Where a recording is the healthy stream of its provider, the table says so.
-PROVIDER_HEALTHY = {"healthy-clean", "letta", "ollama", "openai-responses", "anthropic", "gemini"}
+PROVIDER_HEALTHY = {"healthy-clean", "letta", "ollama", "openai-responses", "anthropic", "gemini", "bedrock",
+                    "bedrock-invoke"}
 
 
 # -- processes ------------------------------------------------------------------

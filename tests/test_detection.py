@@ -29,6 +29,7 @@ STREAMS: dict[str, tuple[str, list[bytes]]] = {
     "letta": ("/v1/agents/agent-1/messages/stream", demo.letta_events()),
     "ollama": ("/api/chat", [data for _pause, data in demo.ollama(demo.Call(MODEL, True, 0.0)).chunks]),
     "cohere": ("/v2/chat", cohere_stream()),
+    "bedrock": (f"/model/{MODEL}/converse-stream", demo.bedrock_events()),
 }
 
 

@@ -275,6 +275,19 @@ def live(
     return session
 
 
+def bedrock_frame_altered_as_text() -> bytes:
+    """A Converse stream through a hop that treats the body as text and turns
+    CR bytes into LF: one frame's bytes change, lengths stay, its CRC fails."""
+    from aws_frames import event_frame
+
+    texts = ("ok" + " " * n for n in range(500))
+    delta = next(f for t in texts if b"\r" in (f := event_frame("contentBlockDelta", {"delta": {"text": t}}))[12:]
+                 and b"\r" not in f[:12])
+    return (event_frame("messageStart", {"role": "assistant"}) + delta.replace(b"\r", b"\n")
+            + event_frame("contentBlockDelta", {"delta": {"text": "fine"}})
+            + event_frame("messageStop", {"stopReason": "end_turn"}))
+
+
 def untimed(path: str, data: bytes, **kwargs: Any) -> StreamSession:
     """Feed ``data`` whole with no arrival time (like a raw capture) and close."""
     session = session_for(path, **kwargs)
@@ -443,6 +456,8 @@ PRODUCERS: dict[FaultKind, Callable[[], StreamSession]] = {
     FaultKind.EMPTY_RESPONSE: lambda: untimed(CHAT_PATH, chat_empty()),
     FaultKind.TOOL_CALL_INDEX_COLLISION: lambda: untimed(CHAT_PATH, same_index_tool_calls()),
     FaultKind.CONTENT_FILTERED: lambda: untimed(CHAT_PATH, content_filtered_chat()),
+    FaultKind.CORRUPT_FRAME: lambda: untimed("/model/m/converse-stream", bedrock_frame_altered_as_text(),
+                                             content_type="application/vnd.amazon.eventstream"),
 }
 
 #: A concrete component or setting each kind's hint must name.
@@ -471,6 +486,7 @@ HINT_NAMES: dict[FaultKind, str] = {
     FaultKind.EMPTY_RESPONSE: "max tokens",
     FaultKind.TOOL_CALL_INDEX_COLLISION: "parallel_tool_calls: false",
     FaultKind.CONTENT_FILTERED: "content_filter",
+    FaultKind.CORRUPT_FRAME: "application/vnd.amazon.eventstream",
 }
 
 

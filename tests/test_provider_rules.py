@@ -128,6 +128,8 @@ SHAPES_BEFORE = {
     "openai-chat": (None, _OPENAI),
     "generic": (None, _OPENAI),
     "cohere": ("message-end", {"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "M"}}),
+    # Added after the move: Bedrock's exception, in a text framing (its own is binary: test_providers_bedrock).
+    "bedrock": ("internalServerException", {"message": "M", "__type": "internalServerException"}),
 }
 
 

@@ -80,6 +80,9 @@ EXPECTED: dict[str, Expect] = {
     "openai-responses": Expect(frozenset()),
     "anthropic": Expect(frozenset()),
     "gemini": Expect(frozenset()),
+    # Bedrock sends neither Cache-Control: no-transform nor X-Accel-Buffering.
+    "bedrock": Expect(HEADERS),
+    "bedrock-invoke": Expect(HEADERS),
 }
 NAMES = sorted(EXPECTED)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from .events import IssueKind, ParseIssue
 from .faults import Fault, FaultKind
+from .framing import MEDIA_TYPES
 from .handoff import EventRecord, Outcome
 from .parts import TOKEN_PARTS, Done, Error, Malformed, Notice
 
@@ -29,6 +30,9 @@ _ISSUE_FAULTS = {
     IssueKind.INVALID_UTF8: FaultKind.INVALID_UTF8,
     IssueKind.BOM: FaultKind.BOM,
     IssueKind.OVERSIZED_EVENT: FaultKind.OVERSIZED_EVENT,
+    IssueKind.BAD_PRELUDE_CRC: FaultKind.CORRUPT_FRAME,
+    IssueKind.BAD_MESSAGE_CRC: FaultKind.CORRUPT_FRAME,
+    IssueKind.INVALID_FRAME: FaultKind.CORRUPT_FRAME,
 }
 
 
@@ -73,6 +77,7 @@ class Diagnoser:
         self._last_alive: float | None = None
         self._token_times: list[float] = []
         self._incomplete = False  # the parser reported an unfinished last event
+        self._unparsed = False  # the parser could not read on to the end (a corrupt frame)
         self._payload_seen = False  # whether any event carried a part (not only pings)
         self._first_done: tuple[int, int] | None = None  # the first [DONE]'s stream offset and event index
 
@@ -97,7 +102,7 @@ class Diagnoser:
         if h.get("x-accel-buffering", "").strip().lower() != "no":
             self.add(FaultKind.MISSING_ACCEL_BUFFERING, f"X-Accel-Buffering: {h.get('x-accel-buffering', '(none)')}")
         if declared != actual:
-            expected = "text/event-stream" if actual == "sse" else "application/x-ndjson"
+            expected = MEDIA_TYPES.get(actual, "text/event-stream")
             self.add(FaultKind.WRONG_CONTENT_TYPE,
                      f"a {actual} body served as {h.get('content-type', '(no Content-Type)')}; expected {expected}")
 
@@ -116,6 +121,8 @@ class Diagnoser:
         for issue in new:
             if issue.kind == IssueKind.INCOMPLETE_EVENT:
                 self._incomplete = True
+            elif issue.kind == IssueKind.UNPARSED:
+                self._incomplete = self._unparsed = True
             kind = _ISSUE_FAULTS.get(issue.kind)
             if kind is not None:
                 self.add(kind, issue.detail, offset=issue.offset)
@@ -191,7 +198,8 @@ class Diagnoser:
         elif not clean:
             self.add(FaultKind.TRUNCATED, "the connection broke before the stream ended", offset=outcome.bytes)
         elif incomplete:
-            self.add(FaultKind.TRUNCATED, "the stream ended in the middle of an event", offset=outcome.bytes)
+            where = "could not be parsed to its end" if self._unparsed else "ended in the middle of an event"
+            self.add(FaultKind.TRUNCATED, f"the stream {where}", offset=outcome.bytes)
         elif empty is not None:
             self.add(FaultKind.EMPTY_RESPONSE, empty, offset=outcome.bytes)
         elif known and not complete and not message.errors and not self._error_seen:

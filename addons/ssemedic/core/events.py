@@ -1,4 +1,4 @@
-"""What the SSE and NDJSON parsers share: the framed event, the closed set of
+"""What the SSE, NDJSON and AWS event-stream parsers share: the framed event, the closed set of
 parse issues, the capped issue log and the UTF-8 decoding rule."""
 
 from __future__ import annotations
@@ -85,6 +85,11 @@ class IssueKind(StrEnum):
     OVERSIZED_EVENT = "oversized-event"
     INCOMPLETE_EVENT = "incomplete-event"
     MISSING_FINAL_NEWLINE = "missing-final-newline"
+    # The AWS event stream (eventstream.py): binary frames with CRCs.
+    BAD_PRELUDE_CRC = "bad-prelude-crc"
+    BAD_MESSAGE_CRC = "bad-message-crc"
+    INVALID_FRAME = "invalid-frame"
+    UNPARSED = "unparsed"
 
 
 @dataclass(frozen=True, slots=True)

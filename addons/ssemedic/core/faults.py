@@ -33,6 +33,7 @@ class FaultKind(StrEnum):
     EMPTY_RESPONSE = "empty-response"
     TOOL_CALL_INDEX_COLLISION = "tool-call-index-collision"
     CONTENT_FILTERED = "content-filtered"
+    CORRUPT_FRAME = "corrupt-frame"
 
 
 class Severity(StrEnum):
@@ -215,6 +216,14 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "moderation) judged the content; the detail names the category and severity. Rephrase the "
         "request or have the filter configuration of the deployment changed (Azure AI Foundry: content "
         "filters); clients should show `finish_reason: content_filter` rather than a silently short answer.",
+    ),
+    FaultKind.CORRUPT_FRAME: Entry(
+        Severity.ERROR,
+        "a binary AWS event-stream frame failed its CRC check or is malformed: its event was lost "
+        "(after a bad prelude CRC, the rest of the stream)",
+        "Something between Bedrock and here altered the bytes: a proxy or middleware that treats the "
+        "body as text (charset conversion, newline or UTF-8 'fixing'), or that cuts and joins it. "
+        "application/vnd.amazon.eventstream is binary: every hop must pass it through untouched.",
     ),
 }
 

@@ -1,5 +1,6 @@
-"""Which framing a body uses: ``sse`` (WHATWG server-sent events) or
-``ndjson`` (one JSON value per line).
+"""Which framing a body uses: ``sse`` (WHATWG server-sent events),
+``ndjson`` (one JSON value per line) or ``eventstream`` (the AWS event
+stream's binary frames, Bedrock's).
 
 The word *framing* means only this choice in ssemedic. It is read from the
 Content-Type when the server declares one, and otherwise *sniffed*: guessed
@@ -11,18 +12,24 @@ from __future__ import annotations
 import re
 
 from .events import BOM
+from .eventstream import PRELUDE_SIZE, valid_prelude
 
-__all__ = ["BOM", "NDJSON_TYPES", "framing_for_content_type", "sniff_framing"]
+__all__ = ["BOM", "EVENTSTREAM_TYPE", "MEDIA_TYPES", "NDJSON_TYPES", "framing_for_content_type", "sniff_framing",
+           "sniff_needs_more"]
 
 #: The media types NDJSON streams are served as.
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+#: The media type of the AWS event stream.
+EVENTSTREAM_TYPE = "application/vnd.amazon.eventstream"
+#: The Content-Type each framing is served as.
+MEDIA_TYPES = {"sse": "text/event-stream", "ndjson": "application/x-ndjson", "eventstream": EVENTSTREAM_TYPE}
 
 # An SSE body starts with a comment or one of the four field names.
 _SSE_FIRST_LINE = re.compile(rb"^(?::|(?:data|event|id|retry)(?::|\r|\n|$))")
 
 
 def framing_for_content_type(content_type: str | None) -> str | None:
-    """``sse``, ``ndjson`` or None for a Content-Type header value."""
+    """``sse``, ``ndjson``, ``eventstream`` or None for a Content-Type header value."""
     if not content_type:
         return None
     mime = content_type.split(";", 1)[0].strip().lower()
@@ -30,12 +37,24 @@ def framing_for_content_type(content_type: str | None) -> str | None:
         return "sse"
     if mime in NDJSON_TYPES:
         return "ndjson"
+    if mime == EVENTSTREAM_TYPE:
+        return "eventstream"
     return None
 
 
 def sniff_framing(head: bytes) -> str | None:
     """``sse`` when the first bytes of a body read as an event stream (after
-    a BOM and blank lines), else None: an NDJSON line is told apart only by
-    its Content-Type or its provider."""
+    a BOM and blank lines), ``eventstream`` when its first 12 bytes are an
+    AWS event-stream prelude with a valid CRC, else None: an NDJSON line is
+    told apart only by its Content-Type or its provider."""
+    if valid_prelude(head):
+        return "eventstream"
     text = head.removeprefix(BOM).lstrip(b" \t\r\n")
     return "sse" if _SSE_FIRST_LINE.match(text) else None
+
+
+def sniff_needs_more(head: bytes) -> bool:
+    """Whether ``head`` may be the start of an AWS event-stream prelude that
+    is not whole yet: it starts with NUL (no text body does; a frame under
+    16 MiB does) and is shorter than a prelude."""
+    return head[:1] == b"\0" and len(head) < PRELUDE_SIZE

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Protocol
 from .decoding import DecodeError, StreamDecoder, problem, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
-from .framing import framing_for_content_type, sniff_framing
+from .framing import framing_for_content_type, sniff_framing, sniff_needs_more
 from .inject import Injection, Injector
 from .recording import Cut, Recorder
 from .repair import BODY_REPAIRS, Repair, Repairer
@@ -122,7 +122,7 @@ class Inspection:
             return Unparsed(self._unsniffed() + data)
         if self._sniffing:
             self._sniffed += data
-            if b"\n" not in self._sniffed and len(self._sniffed) < SNIFF_BYTES:
+            if (b"\n" not in self._sniffed or sniff_needs_more(self._sniffed)) and len(self._sniffed) < SNIFF_BYTES:
                 return None
             return self._decide(at)
         return self._parse(data, at)
@@ -171,7 +171,7 @@ class Inspection:
 
     def _decide(self, at: float | None) -> Step:
         data, self._sniffed, self._sniffing = self._sniffed, b"", False
-        if sniff_framing(data) != "sse":
+        if sniff_framing(data) is None:
             self.alive = False  # no event stream: nothing to say about it
             return Unparsed(data)
         content_type = self.stream.response_headers.get("content-type", "no content-type")
@@ -470,6 +470,12 @@ class Pipeline:
             stall_after=stall_after,
         )
         self.inspection = Inspection(self, self.session, sink, sniff=sniff)
+        if self.session.framing == "eventstream" and (repairs & BODY_REPAIRS or injections):
+            # Body repairs and injections rewrite event-stream text: a binary
+            # body would be corrupted, so it passes as it came.
+            self.notes.append("repairs and injections rewrite text events; an AWS event stream is binary: "
+                              "its body passed through unchanged")
+            repairs, injections = repairs - BODY_REPAIRS, None
         #: Whether the sink was told about this stream (see announce()).
         self.announced = False
         self.ended = False

@@ -13,7 +13,8 @@ from . import providers
 from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
 from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
 from .faults import Fault
-from .framing import framing_for_content_type
+from .eventstream import EventStreamParser
+from .framing import framing_for_content_type, sniff_framing, sniff_needs_more
 from .handoff import EventRecord as EventRecord  # re-exported: where callers have always found it
 from .handoff import Outcome
 from .message import Message
@@ -30,6 +31,10 @@ from .sse import SSEParser
 #: recognised payload, so nothing is lost by switching interpreters then; an
 #: explicit ``provider`` option is never second-guessed.
 DETECT_WITHIN_EVENTS = 20
+
+Parser = SSEParser | NDJSONParser | EventStreamParser
+#: The parser of each framing.
+_PARSERS: dict[str, type[Parser]] = {"sse": SSEParser, "ndjson": NDJSONParser, "eventstream": EventStreamParser}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class StreamSession:
     """Parses and interprets one streamed response body.
 
-    ``framing`` is "sse" or "ndjson"; when None it follows ``content_type``,
+    ``framing`` is "sse", "ndjson" or "eventstream"; when None it follows ``content_type``,
     then a named ``provider``, then the first non-blank byte (a provider
     guessed from the path gives a provisional value only). ``provider`` names a
     registered provider; when None it is detected from the request, then from
@@ -91,8 +96,8 @@ class StreamSession:
         response_headers: Mapping[str, str] | None = None,
         stall_after: float = DEFAULT_STALL_SECONDS,
     ) -> None:
-        if framing not in (None, "sse", "ndjson"):
-            raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
+        if framing not in (None, *_PARSERS):
+            raise ValueError(f"framing must be 'sse', 'ndjson' or 'eventstream', not {framing!r}")
         if content_type is None and response_headers is not None:
             content_type = next((v for k, v in response_headers.items() if k.lower() == "content-type"), None)
         guess = None if provider else providers.detect_from_request(method, path, request_headers)
@@ -112,7 +117,7 @@ class StreamSession:
         known_framing = self.framing is not None or provider is not None
         if self.framing is None and named is not None:
             self.framing = self.rules.framing
-        self.parser: SSEParser | NDJSONParser | None = None
+        self.parser: Parser | None = None
         self._max_event_size = max_event_size
         self._sniff = b""
         # A path's guess only sets a provisional framing: the first byte
@@ -157,10 +162,11 @@ class StreamSession:
         parser = self.parser
         if parser is None:
             self._sniff += data
-            if not self._sniff.strip():
+            if not self._sniff.strip() or sniff_needs_more(self._sniff):
                 return []
             head = self._sniff.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
-            parser = self._make_parser("ndjson" if head in (b"{", b"[") else "sse")
+            binary = sniff_framing(self._sniff) == "eventstream"
+            parser = self._make_parser("eventstream" if binary else "ndjson" if head in (b"{", b"[") else "sse")
             data, self._sniff = self._sniff, b""
         if self._response_headers is not None:
             assert self.framing is not None
@@ -170,7 +176,8 @@ class StreamSession:
         records = self._records(parser.feed(data), at)
         if getattr(parser, "comments", 0) != comments:
             self.diagnoser.keepalive(at if self._timed else None)
-        self.diagnoser.chunk(data, self.bytes, parser.inside_block)
+        # A binary chunk may end anywhere: only text can split a character.
+        self.diagnoser.chunk(data if self.framing != "eventstream" else b"", self.bytes, parser.inside_block)
         if len(parser.issues) != self._issues_given:  # rare: most chunks find none
             self._give_issues()
         return records
@@ -188,7 +195,7 @@ class StreamSession:
         self.recording_cut = recording_cut
         self._note_time(at)
         self.closed_at = at
-        parser = self.parser or self._make_parser("sse")
+        parser = self.parser or self._make_parser("eventstream" if sniff_needs_more(self._sniff) else "sse")
         records = []
         if self._sniff and not recording_cut:
             records = self._records(parser.feed(self._sniff), at)
@@ -212,9 +219,9 @@ class StreamSession:
             del self.event_times[:]
             self.first_token_at = None
 
-    def _make_parser(self, framing: str) -> SSEParser | NDJSONParser:
+    def _make_parser(self, framing: str) -> Parser:
         self.framing = framing
-        self.parser = (SSEParser if framing == "sse" else NDJSONParser)(max_event_size=self._max_event_size)
+        self.parser = _PARSERS[framing](max_event_size=self._max_event_size)
         return self.parser
 
     def _records(self, events: list[ServerSentEvent], at: float | None) -> list[EventRecord]:

@@ -19,7 +19,8 @@ from typing import Any, BinaryIO
 from ..core.decoding import DecodeError, StreamDecoder, problem
 from ..core.diagnose import is_client_disconnect
 from ..core.events import BOM
-from ..core.framing import framing_for_content_type, sniff_framing
+from ..core.eventstream import valid_prelude
+from ..core.framing import MEDIA_TYPES, framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..core import recording
 from ..core.recording import METADATA_KEY
@@ -145,9 +146,11 @@ class Capture:
 
 
 def file_kind(head: bytes) -> str | None:
-    """``flows``, ``json`` (HAR or NDJSON), ``sse`` or None for a file's first bytes."""
+    """``flows``, ``json`` (HAR or NDJSON), ``sse``, ``eventstream`` or None for a file's first bytes."""
     if _TNETSTRING_START.match(head):
         return "flows"
+    if valid_prelude(head):
+        return "eventstream"  # binary, so before the NUL check
     if b"\0" in head[:4096]:
         return None
     if head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"{"):
@@ -313,19 +316,21 @@ def read_captures(path: str | Path) -> Captures:
         kind = file_kind(head)
         if kind == "flows":
             return _captures(path, _flow_file(path, f, har=False))
-        if kind not in ("json", "sse"):
-            raise SourceError(f"{path}: not an SSE or NDJSON capture, nor a mitmproxy flow or HAR file")
+        if kind not in ("json", "sse", "eventstream"):
+            raise SourceError(
+                f"{path}: not an SSE or NDJSON capture, nor an AWS event stream, a mitmproxy flow or a HAR file"
+            )
         try:
             body = f.read()
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if kind == "json" and _is_har(body, path):
         return _captures(path, _flow_file(path, io.BytesIO(body), har=True))
-    return Captures([_capture(path, body, "ndjson" if kind == "json" else "sse")])
+    return Captures([_capture(path, body, "ndjson" if kind == "json" else kind)])
 
 
 def _capture(path: Path, body: bytes, framing: str) -> Capture:
-    content_type = "text/event-stream" if framing == "sse" else "application/x-ndjson"
+    content_type = MEDIA_TYPES[framing]
     return Capture(
         label=str(path),
         body=body,
@@ -389,7 +394,7 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
     raw = response.raw_content
     declared = framing_for_content_type(content_type)
     if declared is None and not _request_wants_stream(request.raw_content):
-        if not raw or sniff_framing(raw[:_HEAD]) != "sse":
+        if not raw or sniff_framing(raw[:_HEAD]) is None:
             return None
     label = f"{label_prefix} {request.method} {request.pretty_url}"
     notes: list[str] = []

@@ -24,7 +24,7 @@ from ..core.providers import detect_from_request
 from ..files.redact import redact_flow_or_drop, redact_url
 from ..core.inject import Injection, parse_injections
 from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
-from ..core.framing import framing_for_content_type
+from ..core.framing import MEDIA_TYPES, framing_for_content_type
 
 logger = logging.getLogger("ssemedic")
 
@@ -532,7 +532,7 @@ def _implied_content_type(request: http.Request) -> str:
     """The Content-Type the framing of the request's provider implies (SSE unless known otherwise)."""
     name = detect_from_request(request.method, request.path, request.headers)
     framing = providers.get(name).framing if name is not None else "sse"
-    return "application/x-ndjson" if framing == "ndjson" else "text/event-stream"
+    return MEDIA_TYPES.get(framing, "text/event-stream")
 
 
 def _asked_for_stream(request: http.Request) -> bool:
