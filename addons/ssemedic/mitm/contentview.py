@@ -19,6 +19,7 @@ from ..core.describe import describe, trim
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..files.sources import Capture, stream_from_flow
+from .output import printable_lines
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ class LLMStreamContentview(Contentview):
 
     def prettify(self, data: bytes, metadata: Metadata) -> str:
         try:
-            return render(stream_for(data, metadata))
+            return printable_lines(render(stream_for(data, metadata)))  # upstream text is data, not escapes
         except Exception as exc:
             # mitmproxy would show a traceback instead of the body; say why in one line.
             logger.debug("LLM stream view failed", exc_info=True)

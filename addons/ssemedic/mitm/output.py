@@ -15,7 +15,6 @@ event (it is a file the user asked for, not a terminal to read).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import weakref
@@ -27,6 +26,7 @@ from typing import IO, Any
 from rich.console import Console
 
 from ..core.describe import clip, describe, part_to_dict
+from ..core.events import dumps
 from ..core.faults import Fault
 from ..files.redact import redact_data, redact_text
 from ..core.pipeline import Pipeline, header_summary
@@ -243,7 +243,7 @@ class Reporter:
             self._line(stream, "red", self._safe(f"aborted: {error}"))
         if self.level != "off":
             if self._rich is None:
-                logger.info(self._summary_text(stream, report))
+                logger.info(printable_lines(self._summary_text(stream, report)))
             elif self.defer is None:
                 self._print_panel(report)
             else:
@@ -281,6 +281,7 @@ class Reporter:
         if self.level == "off":
             return
         head = f"[{stream.flow_id[:6]}]"
+        text = printable(text)
         if self.console is None:
             logger.info("%s %s", head, text)
             return
@@ -317,7 +318,7 @@ class Reporter:
     def _print_panel(self, report: dict[str, Any]) -> None:
         try:
             if self._rich is not None:
-                self._rich.print(panel(report, max_text=max(self.max_text, 0)))
+                self._rich.print(panel(printable_data(report), max_text=max(self.max_text, 0)))
         except Exception:  # a broken terminal must not stop the other panels
             logger.exception("ssemedic could not draw a summary panel")
 
@@ -350,7 +351,7 @@ class Reporter:
         for call in report["tool_calls"]:
             cut = _cut(call["arguments"], call.get("arguments_chars"))
             lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)}){cut}")
-        lines.append(f"  finish: {report['finish_reason']} · usage: {json.dumps(report['usage'], ensure_ascii=False)}")
+        lines.append(f"  finish: {report['finish_reason']} · usage: {_json_text(report['usage'])}")
         for error in report["errors"]:
             lines.append(f"  error: {error['message']}")
         for fault in report["faults"]:
@@ -361,7 +362,7 @@ class Reporter:
 
     def _write_json(self, obj: dict[str, Any]) -> None:
         assert self.jsonl is not None
-        self.jsonl.write(json.dumps(obj, ensure_ascii=False, default=_plain) + "\n")
+        self.jsonl.write(json_line(obj))
         self.jsonl.flush()
 
     @staticmethod
@@ -399,6 +400,50 @@ def _isatty(stream: IO[str]) -> bool:
         return bool(isatty and isatty())
     except ValueError:
         return False
+
+
+def json_line(obj: dict[str, Any]) -> str:
+    """One JSONL line for a record, whatever values it holds: strict JSON
+    that encodes as UTF-8 (see events.dumps: lone surrogates escaped,
+    non-finite numbers null). A record that cannot be written at all (nested
+    too deeply to encode) becomes a line that says so, never an exception."""
+    try:
+        return dumps(obj, default=_plain) + "\n"
+    except ValueError as exc:
+        return dumps({"type": str(obj.get("type")), "flow": str(obj.get("flow")),
+                      "error": f"ssemedic could not write this record as JSON: {exc}"[:500]}) + "\n"
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return dumps(value)
+    except ValueError as exc:
+        return f"({exc})"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal and to encode as UTF-8: control
+    characters (an upstream's escape sequences), lone surrogates and other
+    unprintable characters escaped as ``repr`` escapes them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """``printable``, line by line: the line feeds stay."""
+    return "\n".join(map(printable, text.split("\n")))
+
+
+def printable_data(value: Any) -> Any:
+    """``value`` with every string in it made ``printable_lines``."""
+    if isinstance(value, str):
+        return printable_lines(value)
+    if isinstance(value, dict):
+        return {k: printable_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_data(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:
