@@ -12,6 +12,7 @@ pieces out.
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 
 from .events import ServerSentEvent
@@ -60,6 +61,10 @@ def parse_injections(value: str) -> dict[Injection, float]:
             raise ValueError(f"injection {kind.value!r} takes no value")
         chosen[kind] = seconds
     return chosen
+
+
+#: The first byte of a multi-byte UTF-8 character.
+_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
 
 
 class Injector:
@@ -162,15 +167,17 @@ class Injector:
     def _error_done(self) -> bytes:
         self._stopped = True
         self.done.append(f"error and [DONE] after event #{min(self._events - 1, STRIKE_AFTER_EVENTS)}")
+        if self.framing == "ndjson":  # an error line; NDJSON has no [DONE]
+            return f"{json.dumps(INJECTED_ERROR)}\n".encode()
         return f"data: {json.dumps(INJECTED_ERROR)}\n\ndata: [DONE]\n\n".encode()
 
     def _cut(self, block: bytes) -> list[bytes]:
         """Re-cut one block into pieces that end inside a character or a line."""
         cuts: set[int] = set()
         if Injection.SPLIT_UTF8 in self.injections:
-            lead = next((i for i, b in enumerate(block) if b >= 0xC0), None)
+            lead = _LEAD_BYTE.search(block)  # a regex, not a loop in Python: blocks may be megabytes
             if lead is not None:
-                cuts.add(lead + 1)
+                cuts.add(lead.start() + 1)
         if Injection.SPLIT_EVENTS in self.injections and len(block) > 8:
             cuts.add(len(block) // 2)
         if not cuts:

@@ -122,7 +122,10 @@ class Repairer:
         elif rest:
             out += self._normalise(rest, first=False) if Repair.NORMALISE in self.repairs else rest
         if Repair.DONE in self.repairs and clean:
-            out += self._ending(outcome)
+            ending = self._ending(outcome)
+            if ending and out and not out.endswith((b"\n", b"\r")):
+                out += b"\n"  # an NDJSON last line without its newline: ended, or it and the ending merge
+            out += ending
         return out
 
     # -- internals --------------------------------------------------------------
