@@ -97,11 +97,15 @@ class Injector:
             return []
         events = self._parser.close()
         pieces = self._emit(events, at, final=True)
+        if Injection.ERROR_DONE in self.injections and not self._stopped:
+            self._pending.clear()  # an unfinished block would swallow the error: it is what gets cut
+            last = (pieces or self._held or [b"\n"])[-1]
+            if self.framing == "ndjson" and not last.endswith(b"\n"):
+                pieces.append(b"\n")  # a last line without its newline: ended, or the error joins it
+            pieces.append(self._error_done())  # a short stream: strike at its end
         if self._pending and not self._stopped:
             pieces.append(bytes(self._pending))  # an unfinished block: as it came
             self._pending.clear()
-        if Injection.ERROR_DONE in self.injections and not self._stopped:
-            pieces.append(self._error_done())  # a short stream: strike at its end
         return self._release() + pieces if Injection.BURST not in self.injections else self._release_with(pieces)
 
     def _release_with(self, pieces: list[bytes]) -> list[bytes]:

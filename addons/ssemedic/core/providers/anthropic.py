@@ -180,7 +180,7 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     if not isinstance(payload, dict):
         return False
     kind = payload.get("type")
-    if kind not in _OPENING_TYPES or event.event not in ("message", kind):
+    if not isinstance(kind, str) or kind not in _OPENING_TYPES or event.event not in ("message", kind):
         return False
     if kind == "message_start":
         return isinstance(payload.get("message"), dict)
