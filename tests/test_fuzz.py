@@ -96,8 +96,9 @@ def test_an_anthropic_type_that_is_not_a_string_does_not_stop_detection() -> Non
     assert run(body, fuzz.INSPECT, provider="anthropic") == []
 
 
-def test_the_done_repair_ends_an_ndjson_last_line_before_its_error() -> None:
-    body = ndjson_line({"model": "m", "message": {"role": "assistant", "content": "hi"}, "done": False}) + b'{"x": 1}'
+@pytest.mark.parametrize("last", [b'{"x": 1}', b'{"x": 1}\r'])  # a bare CR ends no NDJSON line
+def test_the_done_repair_ends_an_ndjson_last_line_before_its_error(last: bytes) -> None:
+    body = ndjson_line({"model": "m", "message": {"role": "assistant", "content": "hi"}, "done": False}) + last
     assert run(body, fuzz.Mode("repair done", frozenset({Repair.DONE})), provider="ollama") == []
 
 

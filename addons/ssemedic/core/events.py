@@ -211,7 +211,7 @@ def _loads_slowly(text: str) -> Any:
                                    found.start() if found is not None else 0) from None
 
 
-def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+def dumps(value: Any, default: Callable[[Any], Any] | None = None, indent: int | None = None) -> str:
     """``value`` as JSON text that strict clients accept and that encodes as
     UTF-8, whatever strings and floats it holds; raises ``ValueError`` for a
     value JSON cannot hold at all (nested too deeply, circular, of another type).
@@ -223,15 +223,15 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     """
     try:
         try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=default)
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=default, indent=indent)
         except ValueError:  # a non-finite float somewhere (or a circle: raised again below)
             value = _finite(value)
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=default)
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=default, indent=indent)
         if not text.isascii():
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
-                text = json.dumps(value, ensure_ascii=True, allow_nan=False, default=default)
+                text = json.dumps(value, ensure_ascii=True, allow_nan=False, default=default, indent=indent)
     except (TypeError, RecursionError) as exc:
         raise ValueError(f"not encodable as JSON: {exc.__class__.__name__}: {exc}") from None
     return text

@@ -123,8 +123,8 @@ class Repairer:
             out += self._normalise(rest, first=False) if Repair.NORMALISE in self.repairs else rest
         if Repair.DONE in self.repairs and clean:
             ending = self._ending(outcome)
-            if ending and out and not out.endswith((b"\n", b"\r")):
-                out += b"\n"  # an NDJSON last line without its newline: ended, or it and the ending merge
+            if ending and outcome.framing == "ndjson" and out and not out.endswith(b"\n"):
+                out += b"\n"  # a last line without its newline (a bare CR ends none): ended, or it and the ending merge
             out += ending
         return out
 

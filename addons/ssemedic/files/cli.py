@@ -15,6 +15,8 @@ from .. import __version__
 from ..core import providers
 from . import replay
 from . import redact as redaction
+from ..core.describe import printable_data
+from ..core.events import dumps
 from ..core.faults import CATALOGUE
 from .report import build, render
 from .sources import SourceError, load
@@ -94,10 +96,9 @@ def _report(args: argparse.Namespace) -> int:
             continue
         reports.extend(build(stream, provider=args.provider) for stream in streams)
     if args.json:
-        json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(dumps(reports, indent=2) + "\n")  # strict JSON, whatever the payloads held
     elif reports or not failed:
-        render(reports, Console(highlight=False), max_text=args.max_text)
+        render([printable_data(r) for r in reports], Console(highlight=False), max_text=args.max_text)
     return 2 if failed else 0
 
 

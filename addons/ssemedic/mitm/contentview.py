@@ -15,11 +15,10 @@ from mitmproxy import http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
 from ..core import providers
-from ..core.describe import describe, trim
+from ..core.describe import describe, printable_lines, trim
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..files.sources import Capture, stream_from_flow
-from .output import printable_lines
 
 logger = logging.getLogger(__name__)
 
