@@ -716,6 +716,42 @@ def invalid_json(call: Call) -> Reply:
                                                  call.delay))
 
 
+#: What each ``hostile-*`` scenario puts in the middle of the healthy stream:
+#: JSON that Python's json or strict clients choke on, and random bytes.
+HOSTILE_EVENTS = {
+    "hostile-nan": b'data: {"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": NaN}}\n\n',
+    "hostile-nesting": b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
+    "hostile-number": b'data: {"object": "chat.completion.chunk", "choices": [], "n": ' + b"9" * 5000 + b"}\n\n",
+    "hostile-bytes": b"data: " + bytes(b for b in random.Random(12).randbytes(256) if b not in b"\r\n") + b"\n\n",
+}
+#: What ``hostile-surrogate`` adds to the healthy text: a lone surrogate, as a JSON escape.
+HOSTILE_SURROGATE = "\ud800"
+
+
+def hostile(name: str, doc: str) -> Scenario:
+    """A scenario that puts HOSTILE_EVENTS[name] in the middle of the healthy stream."""
+    def scenario(call: Call) -> Reply:
+        if not call.stream:
+            return healthy(call)
+        events = healthy_events(call.model)
+        middle = len(events) - len(tokens(HEALTHY_TEXT)) // 2 - 3
+        return Reply(200, dict(SSE_HEADERS), stagger([*events[:middle], HOSTILE_EVENTS[name], *events[middle:]],
+                                                     call.delay))
+    scenario.__doc__ = doc
+    return scenario
+
+
+def hostile_surrogate(call: Call) -> Reply:
+    """the healthy stream whose text ends in a lone surrogate, "\\ud800" in the JSON (valid JSON, no valid UTF-8 for it)"""
+    if not call.stream:
+        return healthy(call)
+    events = healthy_events(call.model)
+    # json.dumps escapes it (ensure_ascii): a raw surrogate has no UTF-8 encoding.
+    odd = f"data: {json.dumps(chat_chunk(call.model, {'content': HOSTILE_SURROGATE}))}\n\n".encode()
+    finish = events.index(chat_finish(call.model))
+    return Reply(200, dict(SSE_HEADERS), stagger([*events[:finish], odd, *events[finish:]], call.delay))
+
+
 def invalid_utf8_pieces() -> list[bytes]:
     """The content pieces of ``invalid-utf8`` as sent: the healthy answer's
     tokens, the middle one with a stray 0xFF byte (never valid in UTF-8)."""
@@ -816,6 +852,11 @@ SCENARIOS: dict[str, Scenario] = {
     "gemini": gemini,
     "bedrock": bedrock,
     "bedrock-invoke": bedrock_invoke,
+    "hostile-surrogate": hostile_surrogate,
+    "hostile-nan": hostile("hostile-nan", "the healthy stream with a NaN in one event (not JSON; Python's json accepts it)"),
+    "hostile-nesting": hostile("hostile-nesting", "the healthy stream with one event nested 100,000 arrays deep"),
+    "hostile-number": hostile("hostile-number", "the healthy stream with a 5,000-digit integer in one event"),
+    "hostile-bytes": hostile("hostile-bytes", "the healthy stream with one event of random bytes"),
 }
 
 

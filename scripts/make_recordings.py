@@ -89,7 +89,8 @@ LETTA_BODY = {"messages": [{"role": "user", "content": QUESTION}], "stream_token
 RECORDINGS: tuple[Recording, ...] = (
     *(chat(scenario) for scenario in (
         "healthy", "healthy-clean", "error-then-done", "no-done", "tool-call", "buffered", "truncated",
-        "truncated-close", "cr-lines", "crlf-mixed", "content-length", "gzip", "invalid-json", "invalid-utf8")),
+        "truncated-close", "cr-lines", "crlf-mixed", "content-length", "gzip", "invalid-json", "invalid-utf8",
+        "hostile-surrogate", "hostile-nan", "hostile-nesting", "hostile-number", "hostile-bytes")),
     Recording("letta-send-message", "letta-send-message", f"/v1/agents/{AGENT}/messages/stream", LETTA_BODY),
     Recording("letta", "letta", f"/s/letta/v1/agents/{AGENT}/messages/stream", LETTA_BODY),
     Recording("ollama", "ollama", "/api/chat",

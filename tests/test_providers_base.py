@@ -1,5 +1,8 @@
-"""The JSON plumbing providers share: ``loads`` must be ``json.loads``, value for
-value and exception for exception, fast path or not."""
+"""The JSON plumbing providers share: ``loads`` must be ``json.loads`` made
+strict, value for value and error for error, fast path or not: NaN, Infinity
+and -Infinity are not JSON, and every error (nesting too deep, an integer too
+long for Python, the constants) is a ``json.JSONDecodeError``, never another
+exception."""
 
 from __future__ import annotations
 
@@ -23,9 +26,24 @@ def outcome(fn: Any, text: str) -> tuple[str, Any]:
         return "raises", (type(exc), str(exc))
 
 
+def _reject(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json_loads(text: str) -> Any:
+    """The reference: json.loads without the constants."""
+    return json.loads(text, parse_constant=_reject)
+
+
 def same_as_json_loads(text: str) -> None:
-    got, expected = outcome(loads, text), outcome(json.loads, text)
-    # NaN is not equal to itself: compare the JSON of values instead.
+    got, expected = outcome(loads, text), outcome(strict_json_loads, text)
+    if got[0] == "raises":
+        assert got[1][0] is json.JSONDecodeError, got  # one exception type, whatever the cause
+    if expected[0] == "raises" and expected[1][0] is not json.JSONDecodeError:
+        # A constant, the digit limit or the recursion limit: json.loads says so its own way.
+        assert got[0] == "raises", (text[:80], got)
+        return
+    # -1e400 is -inf, equal to itself: compare the JSON of values instead.
     assert json.dumps(got, sort_keys=True, default=repr) == json.dumps(expected, sort_keys=True, default=repr)
 
 
@@ -34,6 +52,7 @@ def same_as_json_loads(text: str) -> None:
     [
         '{"choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": null}]}',
         '"тест 🙂"', "[1, 2.5, true, null]", "0", "-1e400", "NaN", "Infinity",
+        "-Infinity", "[1, NaN]", '{"NaN": "NaN"}', '["Infinity", -Infinity]', '{"a": "1" , "b": 1e999}',
         " {}", "{} ", "\t[1]\n", "\ufeff{}", "{}\ufeff", "{} x", '{"a": 1}{"b": 2}',
         "", " ", "{", "[1,]", '{"a" 1}', '"\x01"', '"\\ud800"', "[DONE]", "nul", "1" * 5000,
         "[" * 100_000, '{"a": ' * 5000,

@@ -83,6 +83,12 @@ EXPECTED: dict[str, Expect] = {
     # Bedrock sends neither Cache-Control: no-transform nor X-Accel-Buffering.
     "bedrock": Expect(HEADERS),
     "bedrock-invoke": Expect(HEADERS),
+    # Hostile payloads (scripts/demo_upstream.py HOSTILE_EVENTS): reported, and the rest of the stream kept.
+    "hostile-surrogate": Expect(HEADERS | SPLITS, HEALTHY_TEXT + demo.HOSTILE_SURROGATE),
+    "hostile-nan": Expect(HEADERS | SPLITS | {"invalid-json"}),
+    "hostile-nesting": Expect(HEADERS | SPLITS | {"invalid-json"}),
+    "hostile-number": Expect(HEADERS | SPLITS | {"invalid-json"}),
+    "hostile-bytes": Expect(HEADERS | SPLITS | {"invalid-json", "invalid-utf8"}),
 }
 NAMES = sorted(EXPECTED)
 

@@ -118,3 +118,28 @@ def part_to_dict(part: Part) -> dict[str, Any]:
         case Notice(kind, detail):
             return {"kind": "notice", "fault": kind, "detail": detail}
     raise TypeError(f"not a part: {part!r}")  # pragma: no cover
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal and to encode as UTF-8: control
+    characters (an upstream's escape sequences), lone surrogates and other
+    unprintable characters escaped as ``repr`` escapes them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def printable_lines(text: str) -> str:
+    """``printable``, line by line: the line feeds stay."""
+    return "\n".join(map(printable, text.split("\n")))
+
+
+def printable_data(value: Any) -> Any:
+    """``value`` with every string in it made ``printable_lines``."""
+    if isinstance(value, str):
+        return printable_lines(value)
+    if isinstance(value, dict):
+        return {k: printable_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_data(v) for v in value]
+    return value

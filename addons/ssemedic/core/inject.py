@@ -12,6 +12,7 @@ pieces out.
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 
 from .events import ServerSentEvent
@@ -62,6 +63,10 @@ def parse_injections(value: str) -> dict[Injection, float]:
     return chosen
 
 
+#: The first byte of a multi-byte UTF-8 character.
+_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
+
+
 class Injector:
     """Breaks one outgoing stream; see the module docstring."""
 
@@ -92,11 +97,15 @@ class Injector:
             return []
         events = self._parser.close()
         pieces = self._emit(events, at, final=True)
+        if Injection.ERROR_DONE in self.injections and not self._stopped:
+            self._pending.clear()  # an unfinished block would swallow the error: it is what gets cut
+            last = (pieces or self._held or [b"\n"])[-1]
+            if self.framing == "ndjson" and not last.endswith(b"\n"):
+                pieces.append(b"\n")  # a last line without its newline: ended, or the error joins it
+            pieces.append(self._error_done())  # a short stream: strike at its end
         if self._pending and not self._stopped:
             pieces.append(bytes(self._pending))  # an unfinished block: as it came
             self._pending.clear()
-        if Injection.ERROR_DONE in self.injections and not self._stopped:
-            pieces.append(self._error_done())  # a short stream: strike at its end
         return self._release() + pieces if Injection.BURST not in self.injections else self._release_with(pieces)
 
     def _release_with(self, pieces: list[bytes]) -> list[bytes]:
@@ -162,15 +171,17 @@ class Injector:
     def _error_done(self) -> bytes:
         self._stopped = True
         self.done.append(f"error and [DONE] after event #{min(self._events - 1, STRIKE_AFTER_EVENTS)}")
+        if self.framing == "ndjson":  # an error line; NDJSON has no [DONE]
+            return f"{json.dumps(INJECTED_ERROR)}\n".encode()
         return f"data: {json.dumps(INJECTED_ERROR)}\n\ndata: [DONE]\n\n".encode()
 
     def _cut(self, block: bytes) -> list[bytes]:
         """Re-cut one block into pieces that end inside a character or a line."""
         cuts: set[int] = set()
         if Injection.SPLIT_UTF8 in self.injections:
-            lead = next((i for i, b in enumerate(block) if b >= 0xC0), None)
+            lead = _LEAD_BYTE.search(block)  # a regex, not a loop in Python: blocks may be megabytes
             if lead is not None:
-                cuts.add(lead + 1)
+                cuts.add(lead.start() + 1)
         if Injection.SPLIT_EVENTS in self.injections and len(block) > 8:
             cuts.add(len(block) // 2)
         if not cuts:

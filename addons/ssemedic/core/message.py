@@ -10,10 +10,10 @@ message can say exactly how much it does not show (``cut()``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .events import loads
 from .parts import (
     Done,
     Error,
@@ -67,7 +67,7 @@ class AssembledToolCall:
         if self.cut or self.free_form:
             return None
         try:
-            json.loads(self.arguments or "{}")
+            loads(self.arguments or "{}")
         except ValueError as exc:
             return str(exc)
         return None

@@ -123,7 +123,10 @@ class Repairer:
         elif rest:
             out += self._normalise(rest, first=False) if Repair.NORMALISE in self.repairs else rest
         if Repair.DONE in self.repairs and clean:
-            out += self._ending(outcome)
+            ending = self._ending(outcome)
+            if ending and outcome.framing == "ndjson" and out and not out.endswith(b"\n"):
+                out += b"\n"  # a last line without its newline (a bare CR ends none): ended, or it and the ending merge
+            out += ending
         return out
 
     # -- internals --------------------------------------------------------------

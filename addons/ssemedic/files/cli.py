@@ -17,6 +17,8 @@ from .. import __version__
 from ..core import providers
 from . import replay
 from . import redact as redaction
+from ..core.describe import printable_data
+from ..core.events import dumps
 from ..core.faults import CATALOGUE
 from .report import build, render
 from .sources import SourceError, read_captures
@@ -103,10 +105,9 @@ def _report(args: argparse.Namespace) -> int:
             print(f"ssemedic: error: {read.damage}; {them} reported", file=sys.stderr)
             damaged = True
     if args.json:
-        json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(dumps(reports, indent=2) + "\n")  # strict JSON, whatever the payloads held
     elif reports or not failed:
-        render(reports, Console(highlight=False), max_text=args.max_text)
+        render([printable_data(r) for r in reports], Console(highlight=False), max_text=args.max_text)
     return 2 if failed else 1 if damaged else 0
 
 

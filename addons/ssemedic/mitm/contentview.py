@@ -15,7 +15,7 @@ from mitmproxy import ctx, http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
 from ..core import providers
-from ..core.describe import describe, trim
+from ..core.describe import describe, printable_lines, trim
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..files.redact import redact_text
@@ -240,7 +240,7 @@ class LLMStreamContentview(Contentview):
 
     def prettify(self, data: bytes, metadata: Metadata) -> str:
         try:
-            text = render(stream_for(data, metadata))
+            text = printable_lines(render(stream_for(data, metadata)))  # upstream text is data, not escapes
             return redact_text(text) if _redacting() else text
         except Exception as exc:
             # mitmproxy would show a traceback instead of the body; say why in one line.

@@ -27,7 +27,8 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from ..core.describe import clip, describe, part_to_dict
+from ..core.describe import clip, describe, part_to_dict, printable, printable_data, printable_lines
+from ..core.events import dumps
 from ..core.faults import Fault
 from ..files.redact import may_hold_secret, redact_data, redact_text
 from ..core.pipeline import Pipeline, header_summary
@@ -196,7 +197,10 @@ class Reporter:
         # per event, on a busy machine). Redacted, bytes are text first.
         if not self.redact:
             return obj
-        line = json.dumps(obj, ensure_ascii=False, default=_plain)
+        try:
+            line = dumps(obj, default=_plain)
+        except ValueError:  # nothing JSON can hold: walk it instead
+            return dict(redact_data(obj))
         return redact_data(json.loads(line)) if may_hold_secret(line) else obj
 
     def first_chunk(self, stream: Pipeline, data: bytes) -> None:
@@ -254,7 +258,7 @@ class Reporter:
             self._line(stream, "red", f"aborted: {error}")
         if self.level != "off":
             if self._rich is None:
-                logger.info(self._summary_text(stream, report))
+                logger.info(printable_lines(self._summary_text(stream, report)))
             elif self.defer is None:
                 self._print_panel(report)
             else:
@@ -298,6 +302,7 @@ class Reporter:
             return
         text = self._safe(text)
         head = f"[{stream.flow_id[:6]}]"
+        text = printable(text)
         if self.console is None:
             logger.info("%s %s", head, text)
             return
@@ -334,7 +339,7 @@ class Reporter:
     def _print_panel(self, report: dict[str, Any]) -> None:
         try:
             if self._rich is not None:
-                self._rich.print(panel(report, max_text=max(self.max_text, 0)))
+                self._rich.print(panel(printable_data(report), max_text=max(self.max_text, 0)))
         except Exception:  # a broken terminal must not stop the other panels
             logger.exception("ssemedic could not draw a summary panel")
 
@@ -368,7 +373,7 @@ class Reporter:
         for call in report["tool_calls"]:
             cut = _cut(call["arguments"], call.get("arguments_chars"))
             lines.append(f"  tool call: {call['name']}({clip(call['arguments'], self.max_text)}){cut}")
-        lines.append(f"  finish: {report['finish_reason']} · usage: {json.dumps(report['usage'], ensure_ascii=False)}")
+        lines.append(f"  finish: {report['finish_reason']} · usage: {_json_text(report['usage'])}")
         for error in report["errors"]:
             lines.append(f"  error: {error['message']}")
         for fault in report["faults"]:
@@ -379,7 +384,7 @@ class Reporter:
 
     def _write_json(self, obj: dict[str, Any]) -> None:
         assert self.jsonl is not None
-        self.jsonl.write(json.dumps(obj, ensure_ascii=False, default=_plain) + "\n")
+        self.jsonl.write(json_line(obj))
         self.jsonl.flush()
 
     @staticmethod
@@ -417,6 +422,25 @@ def _isatty(stream: IO[str]) -> bool:
         return bool(isatty and isatty())
     except ValueError:
         return False
+
+
+def json_line(obj: dict[str, Any]) -> str:
+    """One JSONL line for a record, whatever values it holds: strict JSON
+    that encodes as UTF-8 (see events.dumps: lone surrogates escaped,
+    non-finite numbers null). A record that cannot be written at all (nested
+    too deeply to encode) becomes a line that says so, never an exception."""
+    try:
+        return dumps(obj, default=_plain) + "\n"
+    except ValueError as exc:
+        return dumps({"type": str(obj.get("type")), "flow": str(obj.get("flow")),
+                      "error": f"ssemedic could not write this record as JSON: {exc}"[:500]}) + "\n"
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return dumps(value)
+    except ValueError as exc:
+        return f"({exc})"
 
 
 def _plain(value: Any) -> Any:

@@ -7,12 +7,11 @@ a provider means adding one module (and its tests).
 from __future__ import annotations
 
 import importlib
-import json
 import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-from ..events import ServerSentEvent
+from ..events import ServerSentEvent, loads
 from .base import Interpreter, Provider
 
 __all__ = ["GENERIC", "Interpreter", "Provider", "detect_from_event", "detect_from_request", "get", "names"]
@@ -65,8 +64,8 @@ def detect_from_event(event: ServerSentEvent, prefer: str | None = None) -> str 
     too; otherwise the first accepting provider in detection order does."""
     payload: Any
     try:
-        payload = json.loads(event.data)
-    except (ValueError, RecursionError):
+        payload = loads(event.data)
+    except ValueError:
         payload = None
     if prefer is not None and prefer != GENERIC and _REGISTRY[prefer].match_payload(event, payload):
         return prefer

@@ -80,17 +80,24 @@ def _server_tool_result(block: dict[str, Any]) -> ToolResult:
     return ToolResult(text, as_str(block.get("tool_use_id")), as_str(block.get("type")), failed)
 
 
+def _string(value: Any, name: str) -> str:
+    """``value``, which must be a str; a TypeError makes the payload Malformed."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is {type(value).__name__}, not str")
+    return value
+
+
 def _content_block_delta(interp: AnthropicInterpreter, event: ServerSentEvent, payload: Any) -> list[Part]:
     delta = payload["delta"]
     kind = delta.get("type")
     if kind == "text_delta":
-        text = delta["text"]
+        text = _string(delta["text"], "text")
         return [Text(text)] if text else []
     if kind == "thinking_delta":
-        thinking = delta["thinking"]
+        thinking = _string(delta["thinking"], "thinking")
         return [Reasoning(thinking)] if thinking else []
     if kind == "signature_delta":
-        return [Reasoning("", signature=delta["signature"])]
+        return [Reasoning("", signature=_string(delta["signature"], "signature"))]
     if kind == "input_json_delta":
         fragment = delta["partial_json"]
         if not isinstance(fragment, str):
@@ -173,7 +180,7 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     if not isinstance(payload, dict):
         return False
     kind = payload.get("type")
-    if kind not in _OPENING_TYPES or event.event not in ("message", kind):
+    if not isinstance(kind, str) or kind not in _OPENING_TYPES or event.event not in ("message", kind):
         return False
     if kind == "message_start":
         return isinstance(payload.get("message"), dict)

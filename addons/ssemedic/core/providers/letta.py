@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..events import ServerSentEvent
+from ..events import ServerSentEvent, dumps, loads
 from ..message import Message
 from ..parts import Done, Error, Malformed, Part, Reasoning, Stop, Text, ToolCall, ToolResult, Usage
 from .base import Interpreter, Provider, as_int, as_str, encode_event, error_message
@@ -75,7 +75,7 @@ def _send_message_text(arguments: Any) -> str | None:
     if not isinstance(arguments, str):
         return None
     try:
-        decoded = json.loads(arguments)
+        decoded = loads(arguments)
     except ValueError:
         return None
     return as_str(decoded.get("message")) if isinstance(decoded, dict) else None
@@ -354,7 +354,7 @@ class LettaRewriter:
             return event.raw
         changes["assistant_message added for send_message text"] += 1
         payload = {"message_type": "assistant_message", "content": "".join(texts), "id": f"ssemedic-{index}"}
-        return event.raw + f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+        return event.raw + f"data: {dumps(payload)}\n\n".encode()
 
     def _openai_chunk(self, index: int, event: ServerSentEvent, parts: tuple[Part, ...],
                       changes: Counter[str]) -> bytes:
@@ -362,8 +362,8 @@ class LettaRewriter:
         if any(isinstance(p, Done) and p.marker == "[DONE]" for p in parts):
             return self._finish_chunk() + event.raw
         try:
-            payload = json.loads(event.data)
-        except (ValueError, RecursionError):
+            payload = loads(event.data)
+        except ValueError:
             return event.raw
         if not isinstance(payload, dict) or "choices" in payload:
             return event.raw
@@ -382,7 +382,11 @@ class LettaRewriter:
                  "model": payload.get("model", "letta"),
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         chunk.setdefault("id", f"ssemedic-{index}")
-        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+        try:
+            data = dumps(chunk)
+        except ValueError:  # nested too deeply to encode again: passed on as it came
+            return event.raw
+        return f"data: {data}\n\n".encode()
 
     def _finish_chunk(self) -> bytes:
         if self._finish_sent:
