@@ -273,6 +273,7 @@ def test_the_nr_path_says_the_recording_was_cut_before_its_events_and_invents_no
         assert "FAULT invalid-json" in log
     said = f"recording cut at byte {cut.kept:,} of {len(cut.wire):,}"
     assert said in log and log.index(said) < log.index("#0 ")
+    assert "completed:" not in log and "recording ends: " in log  # its end was never seen
 
 
 # -- the mitmweb view ------------------------------------------------------------------------

@@ -252,7 +252,11 @@ class Reporter:
         quiet = [str(f.kind) for f in stream.session.faults if f.quiet]
         if quiet:
             self._line(stream, "dim", f"note: {', '.join(quiet)} ({QUIET_NOTE})")
-        if error is None:
+        if stream.recording_cut is not None:
+            # -nr of a cut recording: the stream's end was never seen.
+            self._line(stream, "yellow", f"recording ends: {timing['events']} events, {timing['bytes']:,} bytes; "
+                                         + stream.recording_cut.message())
+        elif error is None:
             self._line(stream, "green", f"completed: {timing['events']} events, {timing['bytes']:,} bytes")
         else:
             self._line(stream, "red", f"aborted: {error}")
