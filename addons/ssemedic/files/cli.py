@@ -105,7 +105,11 @@ def _report(args: argparse.Namespace) -> int:
             print(f"ssemedic: error: {read.damage}; {them} reported", file=sys.stderr)
             damaged = True
     if args.json:
-        sys.stdout.write(dumps(reports, indent=2) + "\n")  # strict JSON, whatever the payloads held
+        text = dumps(reports, indent=2) + "\n"  # strict JSON, whatever the payloads held
+        # In pieces: one large write to a reader that goes away (``| head``)
+        # can end short without an error; the next write then raises.
+        for start in range(0, len(text), 1 << 16):
+            sys.stdout.write(text[start : start + (1 << 16)])
     elif reports or not failed:
         render([printable_data(r) for r in reports], Console(highlight=False), max_text=args.max_text)
     return 2 if failed else 1 if damaged else 0
