@@ -513,3 +513,30 @@ def test_any_valid_stream_in_any_chunking_comes_out_as_the_same_whole_events(bod
     assert [e for piece in sent for e in whole_events(piece)] == events_of(body)
     assert events_of(b"".join(sent)) == events_of(body)
     assert b"\r" not in b"".join(sent)
+
+
+# llama.cpp's server sends a stream's error as an SSE "error:" field, which no
+# client reads, then "data: [DONE]" (tools/server/server.cpp); built from that code.
+LLAMA_ERROR = (sse_event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hi"}}]})
+               + b'error: {"code":400,"message":"the request exceeds the available context size",'
+                 b'"type":"exceed_context_size_error"}\n\n'
+               + b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(("name", "chunks"), list(chunkings(LLAMA_ERROR)), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("repairs", [frozenset({Repair.DONE}), ALL_REPAIRS], ids=["done", "all"])
+def test_done_after_an_error_field_is_dropped_and_nothing_is_invented(
+        name: str, chunks: list[bytes], repairs: frozenset[Repair]) -> None:
+    stream = Pipeline(
+        flow_id="f00d", label="POST /v1/chat/completions", method="POST", path="/v1/chat/completions",
+        request_headers={}, status=200, response_headers={"content-type": "text/event-stream"},
+        started_at=0.0, sink=_Quiet(), clock=lambda: 1.0, repairs=repairs,
+    )
+    sent = b"".join(piece for chunk in chunks for piece in stream(chunk)) + b"".join(stream(b""))
+    assert sent == LLAMA_ERROR.removesuffix(b"data: [DONE]\n\n")  # no [DONE], no invented cut or end marker
+    assert "[DONE] after an error suppressed ×1" in stream.notes[-1]
+
+
+class _Quiet:
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None

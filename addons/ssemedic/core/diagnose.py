@@ -73,6 +73,9 @@ class Diagnoser:
         self.faults: list[Fault] = []
         self.counts: Counter[FaultKind] = Counter()
         self._error_seen = False
+        #: The first error sent as an SSE ``error:`` field (llama.cpp): its
+        #: offset and what it said (as far as the parser kept it), if any.
+        self.first_error_field: tuple[int, str] | None = None
         #: When the stream last showed life: an event, or a keep-alive comment.
         self._last_alive: float | None = None
         self._token_times: list[float] = []
@@ -131,6 +134,8 @@ class Diagnoser:
                 # which every SSE client ignores: an error the client never sees.
                 self._error_seen = True
                 said = issue.detail.removeprefix(_ERROR_FIELD).removeprefix(": ")
+                if self.first_error_field is None:
+                    self.first_error_field = (issue.offset, said)
                 self.add(FaultKind.ERROR_IN_STREAM, f"in an `error:` field, which SSE clients ignore: {said}",
                          offset=issue.offset)
                 # Issues come after the events of the same chunk: a [DONE] after

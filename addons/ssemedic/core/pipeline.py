@@ -381,7 +381,8 @@ class Rewrite:
             out += self._release()
         elif self.repairer is not None:
             try:
-                out += self.repairer.end(records, stream.session.outcome(), clean=error is None)
+                out += self.repairer.end(records, stream.session.outcome(), clean=error is None,
+                                         error_field=stream.session.first_error_field)
             except Exception as exc:
                 stream.inspection.fail(exc)
                 out += self._release()
@@ -400,7 +401,9 @@ class Rewrite:
             return step.data
         self.repairer.hold(step.data)
         try:
-            return self.repairer.feed(step.data, step.records, step.boundary, self.stream.session.rules)
+            session = self.stream.session
+            return self.repairer.feed(step.data, step.records, step.boundary, session.rules,
+                                      session.first_error_field)
         except Exception as exc:  # the repairer holds everything it was fed until it forwards it
             self.stream.inspection.fail(exc)
             return self._release()

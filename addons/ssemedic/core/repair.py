@@ -80,17 +80,22 @@ class Repairer:
         self._error_seen = False
         self._done_seen = False
         self._gave_up = False
+        self._error_field: tuple[int, str] | None = None  # see feed()
         #: The provider's own rewrite, made when its first event comes.
         self._rewriter: tuple[Provider, Rewriter] | None = None
 
     # -- feeding --------------------------------------------------------------
 
-    def feed(self, data: bytes, records: list[EventRecord], boundary: int, provider: Provider) -> bytes:
+    def feed(self, data: bytes, records: list[EventRecord], boundary: int, provider: Provider,
+             error_field: tuple[int, str] | None = None) -> bytes:
         """Bytes to send after the chunk ``data`` was parsed into ``records``;
         ``boundary`` is where the parser's whole blocks now end (the session's
-        ``boundary``) and ``provider`` the stream's provider record."""
+        ``boundary``), ``provider`` the stream's provider record, and
+        ``error_field`` where an error came as an SSE ``error:`` field, which
+        is no event (the session's ``first_error_field``)."""
         if not self.body:
             return data
+        self._error_field = error_field
         if self._gave_up:
             return self._flush_all()
         out = self._region(provider, boundary, records)
@@ -108,10 +113,12 @@ class Repairer:
         if self.body:
             self._held += data
 
-    def end(self, records: list[EventRecord], outcome: Outcome, *, clean: bool) -> bytes:
+    def end(self, records: list[EventRecord], outcome: Outcome, *, clean: bool,
+            error_field: tuple[int, str] | None = None) -> bytes:
         """Bytes to send when the stream ends; ``clean`` is False for a broken connection."""
         if not self.body:
             return b""
+        self._error_field = error_field
         out = self._region(outcome.provider, outcome.boundary, records)
         rest = bytes(self._held)
         self._held.clear()
@@ -173,7 +180,8 @@ class Repairer:
             self.changes["event with invalid JSON dropped"] += 1
             return b""
         if any(isinstance(p, Done) and p.marker == "[DONE]" for p in parts):
-            if Repair.DONE in self.repairs and self._error_seen:
+            after_field = self._error_field is not None and self._error_field[0] < record.event.offset
+            if Repair.DONE in self.repairs and (self._error_seen or after_field):
                 self.changes["[DONE] after an error suppressed"] += 1
                 return b""
             self._done_seen = True
@@ -188,6 +196,8 @@ class Repairer:
         provider = outcome.provider
         if provider.terminal is None or self._done_seen:
             return b""  # a format without a terminal signal cannot be told cut
+        if self._error_field is not None:
+            return b""  # an error ended it (as an ``error:`` field): no end marker, no cut to report
         if not outcome.complete and not outcome.message.errors:
             self.changes["silent cut turned into an error event"] += 1
             return provider.error_event(outcome.framing, TRUNCATION_MESSAGE)

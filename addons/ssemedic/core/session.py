@@ -292,6 +292,12 @@ class StreamSession:
         return self.interpreter.is_complete(self.message)
 
     @property
+    def first_error_field(self) -> tuple[int, str] | None:
+        """The first error sent as an SSE ``error:`` field (llama.cpp's server
+        does), which no client reads: its stream offset and what it said."""
+        return self.diagnoser.first_error_field
+
+    @property
     def boundary(self) -> int:
         """The stream offset up to which the bytes are whole blocks, already
         cut into events (0 while the framing is still unknown)."""
