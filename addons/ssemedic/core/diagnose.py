@@ -97,7 +97,7 @@ class Diagnoser:
         if h.get("x-accel-buffering", "").strip().lower() != "no":
             self.add(FaultKind.MISSING_ACCEL_BUFFERING, f"X-Accel-Buffering: {h.get('x-accel-buffering', '(none)')}")
         if declared != actual:
-            expected = "text/event-stream" if actual == "sse" else "application/x-ndjson"
+            expected = {"sse": "text/event-stream", "jsonarray": "application/json"}.get(actual, "application/x-ndjson")
             self.add(FaultKind.WRONG_CONTENT_TYPE,
                      f"a {actual} body served as {h.get('content-type', '(no Content-Type)')}; expected {expected}")
 

@@ -85,6 +85,7 @@ class IssueKind(StrEnum):
     OVERSIZED_EVENT = "oversized-event"
     INCOMPLETE_EVENT = "incomplete-event"
     MISSING_FINAL_NEWLINE = "missing-final-newline"
+    UNEXPECTED_DATA = "unexpected-data"  # bytes outside any element of a streamed JSON array
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ from . import providers
 from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
 from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
 from .faults import Fault
-from .framing import framing_for_content_type
+from .framing import JSONARRAY, framing_for_content_type, sniff_framing
 from .handoff import EventRecord as EventRecord  # re-exported: where callers have always found it
 from .handoff import Outcome
+from .jsonarray import JSONArrayParser
 from .message import Message
 from .ndjson import NDJSONParser
 from .parts import TOKEN_PARTS, Malformed
@@ -67,7 +68,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class StreamSession:
     """Parses and interprets one streamed response body.
 
-    ``framing`` is "sse" or "ndjson"; when None it follows ``content_type``,
+    ``framing`` is "sse", "ndjson" or "jsonarray"; when None it follows ``content_type``,
     then a named ``provider``, then the first non-blank byte (a provider
     guessed from the path gives a provisional value only). ``provider`` names a
     registered provider; when None it is detected from the request, then from
@@ -91,8 +92,8 @@ class StreamSession:
         response_headers: Mapping[str, str] | None = None,
         stall_after: float = DEFAULT_STALL_SECONDS,
     ) -> None:
-        if framing not in (None, "sse", "ndjson"):
-            raise ValueError(f"framing must be 'sse' or 'ndjson', not {framing!r}")
+        if framing not in (None, "sse", "ndjson", JSONARRAY):
+            raise ValueError(f"framing must be 'sse', 'ndjson' or 'jsonarray', not {framing!r}")
         if content_type is None and response_headers is not None:
             content_type = next((v for k, v in response_headers.items() if k.lower() == "content-type"), None)
         guess = None if provider else providers.detect_from_request(method, path, request_headers)
@@ -112,7 +113,9 @@ class StreamSession:
         known_framing = self.framing is not None or provider is not None
         if self.framing is None and named is not None:
             self.framing = self.rules.framing
-        self.parser: SSEParser | NDJSONParser | None = None
+            if self.rules.json_array is not None and self.rules.json_array(path):
+                self.framing = JSONARRAY  # one JSON array streamed element by element (Gemini without alt=sse)
+        self.parser: SSEParser | NDJSONParser | JSONArrayParser | None = None
         self._max_event_size = max_event_size
         self._sniff = b""
         # A path's guess only sets a provisional framing: the first byte
@@ -138,6 +141,7 @@ class StreamSession:
         self.diagnoser = Diagnoser(stall_after=stall_after)
         self._response_headers = response_headers
         self._declared_framing = framing_for_content_type(content_type)
+        self._content_type = content_type
         self._faults_taken = 0
         self._issues_given = 0  # how many of the parser's issues the diagnoser has had
 
@@ -160,11 +164,15 @@ class StreamSession:
             if not self._sniff.strip():
                 return []
             head = self._sniff.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
-            parser = self._make_parser("ndjson" if head in (b"{", b"[") else "sse")
+            array = sniff_framing(self._sniff, json_array=self.rules.json_array is not None) == JSONARRAY
+            parser = self._make_parser(JSONARRAY if array else "ndjson" if head in (b"{", b"[") else "sse")
             data, self._sniff = self._sniff, b""
         if self._response_headers is not None:
             assert self.framing is not None
-            self.diagnoser.headers(self._response_headers, self._declared_framing, self.framing)
+            declared = self._declared_framing
+            if self.framing == JSONARRAY and framing_for_content_type(self._content_type, json_array=True) == JSONARRAY:
+                declared = JSONARRAY  # application/json: what a streamed array is served as
+            self.diagnoser.headers(self._response_headers, declared, self.framing)
             self._response_headers = None
         comments = getattr(parser, "comments", 0)
         records = self._records(parser.feed(data), at)
@@ -212,8 +220,11 @@ class StreamSession:
             del self.event_times[:]
             self.first_token_at = None
 
-    def _make_parser(self, framing: str) -> SSEParser | NDJSONParser:
+    def _make_parser(self, framing: str) -> SSEParser | NDJSONParser | JSONArrayParser:
         self.framing = framing
+        if framing == JSONARRAY:
+            self.parser = JSONArrayParser(max_event_size=self._max_event_size)
+            return self.parser
         self.parser = (SSEParser if framing == "sse" else NDJSONParser)(max_event_size=self._max_event_size)
         return self.parser
 
@@ -301,6 +312,7 @@ class StreamSession:
             events=self.event_count,
             boundary=self.boundary,
             line_endings=getattr(self.parser, "line_endings", None),
+            array_closed=getattr(self.parser, "closed_array", None),
         )
 
     def timing(self) -> Timing:
