@@ -360,3 +360,25 @@ def test_an_invalid_element_dropped_by_sanitize_leaves_a_valid_array() -> None:
     out, repairer = repair(array([LOUTER[0], b'{"candidates": [1, 2,]}', LOUTER[2]]))
     assert json.loads(out) == [json.loads(LOUTER[0]), json.loads(LOUTER[2])]
     assert repairer.changes["event with invalid JSON dropped"] == 1
+
+
+# -- through the addon: a live flow served as application/json ------------------------------
+
+
+def test_a_live_gemini_array_is_inspected_and_repair_passes_it_unchanged() -> None:
+    from mitmproxy.test import taddons
+    from test_addon import Clock, llm_flow, stream_through
+
+    from ssemedic.mitm.addon import Medic
+
+    addon = Medic(console=None, clock=Clock(1_700_000_000.0))
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, ssemedic_log="off", ssemedic_repair="true")
+        f = llm_flow("application/json; charset=UTF-8", path=PATH + "?key=k", request=b'{"contents": []}')
+        chunks = [b"[" + LOUTER[0], b",\r\n" + LOUTER[1], b",\r\n" + LOUTER[2], b"]"]
+        sent = stream_through(addon, f, chunks)
+    body = b"".join(chunks)
+    assert b"".join(sent) == body.replace(b"\r\n", b"\n")  # normalise: JSON whitespace, the same array
+    assert json.loads(b"".join(sent)) == json.loads(body)
+    meta = f.metadata["ssemedic"]
+    assert meta["provider"] == "gemini", meta
