@@ -382,3 +382,15 @@ def test_a_live_gemini_array_is_inspected_and_repair_passes_it_unchanged() -> No
     assert json.loads(b"".join(sent)) == json.loads(body)
     meta = f.metadata["ssemedic"]
     assert meta["provider"] == "gemini", meta
+
+
+def test_memory_stays_bounded_between_elements() -> None:
+    parser = JSONArrayParser(max_event_size=1000)
+    parser.feed(b'[{"a": 1},')
+    for _ in range(1000):
+        parser.feed(b" " * 1000)
+    assert sum(len(p) for p in parser._pieces) <= 1000
+    events = parser.feed(b'{"b": 2}]')
+    assert [e.data for e in events] == ['{"b": 2}']
+    raw, offset = events[0].raw, events[0].offset
+    assert raw.endswith(b' {"b": 2}') and len(raw) <= 1008 and offset + len(raw) == parser.boundary

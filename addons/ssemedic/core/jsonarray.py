@@ -77,6 +77,7 @@ class JSONArrayParser:
         self._raw_at = 0
         self._pieces: list[bytes] = []
         self._size = 0
+        self._lead = 0
         self._skipping = False  # the element outgrew max_event_size: scanned, not kept
         self._data_at = 0  # offset of the element's first byte (after its separator)
         # Inside the element.
@@ -233,6 +234,7 @@ class JSONArrayParser:
         self._state = _ELEMENT
         self._garbage = False
         self._data_at = self._offset
+        self._lead = self._size  # bytes of separator kept before the element (at most max_event_size)
         self._depth = 0
         self._in_string = False
         self._escape = False
@@ -277,10 +279,17 @@ class JSONArrayParser:
         return -1
 
     def _keep(self, piece: bytes) -> None:
+        """Keep ``piece``, which starts at ``self._offset``, as part of the next event's raw bytes."""
         if not piece or self._skipping:
             return
         self._size += len(piece)
-        if self._size > self.max_event_size and self._state == _ELEMENT:
+        if self._size > self.max_event_size and self._state != _ELEMENT:
+            # Separators and garbage past the cap: they go on between events, not in one.
+            self._pieces.clear()
+            self._size = 0
+            self._raw_at = self._offset + len(piece)
+            return
+        if self._size - self._lead > self.max_event_size:  # the cap is on the element, not its separator
             self.log.add(
                 IssueKind.OVERSIZED_EVENT, self._data_at, f"array element longer than {self.max_event_size} bytes was skipped"
             )
