@@ -121,7 +121,7 @@ def test_issue_logs_do_not_share_state() -> None:
 def test_issue_kinds_are_the_documented_strings() -> None:
     assert {str(kind) for kind in IssueKind} == {
         "invalid-utf8", "bom", "invalid-retry", "invalid-id", "unknown-field", "oversized-event",
-        "incomplete-event", "missing-final-newline"}
+        "incomplete-event", "missing-final-newline", "unexpected-data"}
 
 
 # -- decode_utf8 -----------------------------------------------------------------------

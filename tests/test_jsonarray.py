@@ -394,3 +394,18 @@ def test_memory_stays_bounded_between_elements() -> None:
     assert [e.data for e in events] == ['{"b": 2}']
     raw, offset = events[0].raw, events[0].offset
     assert raw.endswith(b' {"b": 2}') and len(raw) <= 1008 and offset + len(raw) == parser.boundary - 1  # then ]
+
+
+def test_the_headers_repair_labels_an_untyped_array_as_json_not_sse() -> None:
+    from mitmproxy.test import taddons
+    from test_addon import Clock, llm_flow, stream_through
+
+    from ssemedic.mitm.addon import Medic
+
+    addon = Medic(console=None, clock=Clock(1_700_000_000.0))
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, ssemedic_log="off", ssemedic_repair="true")
+        f = llm_flow("", path=PATH, request=b'{"contents": []}')
+        del f.response.headers["content-type"]
+        stream_through(addon, f, [array(LOUTER)])
+    assert f.response.headers["content-type"] == "application/json"
