@@ -128,6 +128,7 @@ SHAPES_BEFORE = {
     "openai-chat": (None, _OPENAI),
     "generic": (None, _OPENAI),
     "cohere": ("message-end", {"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "M"}}),
+    "mcp": ("message", {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "M"}}),
 }
 
 
