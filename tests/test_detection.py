@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from test_providers_cohere import cohere_stream
+from test_providers_mcp import STREAM as MCP_STREAM
 
 from ssemedic.core import providers
 from ssemedic.core.session import StreamSession
@@ -30,6 +31,7 @@ STREAMS: dict[str, tuple[str, list[bytes]]] = {
     "ollama": ("/api/chat", [data for _pause, data in demo.ollama(demo.Call(MODEL, True, 0.0)).chunks]),
     "cohere": ("/v2/chat", cohere_stream()),
     "bedrock": (f"/model/{MODEL}/converse-stream", demo.bedrock_events()),
+    "mcp": ("/mcp", [MCP_STREAM]),
 }
 
 
@@ -66,7 +68,7 @@ def test_payload_decides(name: str, where: str) -> None:
         assert session.summary()["provider_source"] == "payload"
         if guess is not None:
             assert session.summary()["provider_guess"] == guess
-    assert session.message.text, "the stream's text is assembled"
+    assert session.message.text or session.message.tool_results, "the stream's text (or tool results) is assembled"
 
 
 def test_an_explicit_provider_is_never_second_guessed() -> None:

@@ -123,7 +123,9 @@ def test_issue_kinds_are_the_documented_strings() -> None:
         "invalid-utf8", "bom", "invalid-retry", "invalid-id", "unknown-field", "oversized-event",
         "incomplete-event", "missing-final-newline",
         # the AWS event stream's (core/eventstream.py)
-        "bad-prelude-crc", "bad-message-crc", "invalid-frame", "unparsed"}
+        "bad-prelude-crc", "bad-message-crc", "invalid-frame", "unparsed",
+        # a streamed JSON array's (core/jsonarray.py)
+        "unexpected-data"}
 
 
 # -- decode_utf8 -----------------------------------------------------------------------

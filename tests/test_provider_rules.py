@@ -130,6 +130,7 @@ SHAPES_BEFORE = {
     "cohere": ("message-end", {"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "M"}}),
     # Added after the move: Bedrock's exception, in a text framing (its own is binary: test_providers_bedrock).
     "bedrock": ("internalServerException", {"message": "M", "__type": "internalServerException"}),
+    "mcp": ("message", {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "M"}}),
 }
 
 

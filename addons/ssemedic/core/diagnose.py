@@ -220,7 +220,8 @@ class Diagnoser:
         if message.text_via:
             self.add(FaultKind.TEXT_IN_TOOL_CALL, "reply text arrived via " + ", ".join(message.text_via))
         if (known and clean and complete and not message.errors and not message.text
-                and not message.reasoning and not message.tool_calls and not message.refusal):
+                and not message.reasoning and not message.tool_calls and not message.refusal
+                and not message.tool_results):
             ending = f"finish_reason {message.finish_reason}" if message.finish_reason else "its terminal signal"
             self.add(FaultKind.EMPTY_RESPONSE, f"the stream ended normally ({ending}) with nothing in it")
         # Only events that carry tokens count: a short answer's envelope

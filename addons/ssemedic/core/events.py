@@ -96,6 +96,7 @@ class IssueKind(StrEnum):
     BAD_MESSAGE_CRC = "bad-message-crc"
     INVALID_FRAME = "invalid-frame"
     UNPARSED = "unparsed"
+    UNEXPECTED_DATA = "unexpected-data"  # bytes outside any element of a streamed JSON array
 
 
 @dataclass(frozen=True, slots=True)

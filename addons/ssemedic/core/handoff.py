@@ -29,7 +29,7 @@ class Outcome:
 
     #: The provider's record (its rules), as finally detected.
     provider: Provider
-    #: "sse" or "ndjson".
+    #: "sse", "ndjson" or "jsonarray".
     framing: str
     #: Whether the provider's terminal signal arrived.
     complete: bool
@@ -41,3 +41,5 @@ class Outcome:
     boundary: int
     #: Line terminators seen by kind (``lf``, ``crlf``, ``cr``); None when the framing does not count them.
     line_endings: Mapping[str, int] | None
+    #: For a streamed JSON array: whether its closing ``]`` arrived (None for other framings).
+    array_closed: bool | None = None

@@ -171,11 +171,13 @@ class Inspection:
 
     def _decide(self, at: float | None) -> Step:
         data, self._sniffed, self._sniffing = self._sniffed, b"", False
-        if sniff_framing(data) is None:
+        framing = sniff_framing(data, json_array=self.session.rules.json_array is not None)
+        if framing is None:
             self.alive = False  # no event stream: nothing to say about it
             return Unparsed(data)
         content_type = self.stream.response_headers.get("content-type", "no content-type")
-        self.stream.notes.append(f"served as {content_type!r}, but the body is an event stream")
+        if framing != "jsonarray":  # an array served as application/json is as its provider sends it
+            self.stream.notes.append(f"served as {content_type!r}, but the body is an event stream")
         return self._parse(data, at, announce=True)
 
     def _parse(self, data: bytes, at: float | None, *, announce: bool = False) -> Parsed | Unparsed:

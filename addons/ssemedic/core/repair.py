@@ -22,6 +22,7 @@ from collections import Counter
 from enum import StrEnum
 
 from .events import BOM
+from .framing import JSONARRAY
 from .handoff import EventRecord, Outcome
 from .parts import Done, Error, Malformed
 from .providers.base import Provider, Rewriter
@@ -199,12 +200,23 @@ class Repairer:
         if self._error_field is not None:
             return b""  # an error ended it (as an ``error:`` field): no end marker, no cut to report
         if not outcome.complete and not outcome.message.errors:
+            if outcome.framing == JSONARRAY:
+                return self._array_error(provider, outcome)
             self.changes["silent cut turned into an error event"] += 1
             return provider.error_event(outcome.framing, TRUNCATION_MESSAGE)
         if provider.end_marker is not None and not self._error_seen:
             self.changes[f"missing {provider.end_marker} appended"] += 1
             return provider.end_marker_event(outcome.framing)
         return b""
+
+    def _array_error(self, provider: Provider, outcome: Outcome) -> bytes:
+        """A streamed JSON array cut short gets the error as its last element,
+        and its ``]``; the unfinished element was dropped, so what went out so
+        far ends with a whole element (or holds nothing, not even the ``[``)."""
+        if outcome.array_closed:
+            return b""  # its ] is gone already: nothing can follow it
+        self.changes["silent cut turned into an error element"] += 1
+        return (b"," if outcome.events else b"[") + provider.error_event(JSONARRAY, TRUNCATION_MESSAGE) + b"]"
 
     def _normalise(self, out: bytes, *, first: bool) -> bytes:
         if first and out.startswith(BOM):

@@ -14,9 +14,10 @@ from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
 from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
 from .faults import Fault
 from .eventstream import EventStreamParser
-from .framing import framing_for_content_type, sniff_framing, sniff_needs_more
+from .framing import JSONARRAY, framing_for_content_type, sniff_framing, sniff_needs_more
 from .handoff import EventRecord as EventRecord  # re-exported: where callers have always found it
 from .handoff import Outcome
+from .jsonarray import JSONArrayParser
 from .message import Message
 from .ndjson import NDJSONParser
 from .parts import TOKEN_PARTS, Malformed
@@ -32,9 +33,10 @@ from .sse import SSEParser
 #: explicit ``provider`` option is never second-guessed.
 DETECT_WITHIN_EVENTS = 20
 
-Parser = SSEParser | NDJSONParser | EventStreamParser
+Parser = SSEParser | NDJSONParser | EventStreamParser | JSONArrayParser
 #: The parser of each framing.
-_PARSERS: dict[str, type[Parser]] = {"sse": SSEParser, "ndjson": NDJSONParser, "eventstream": EventStreamParser}
+_PARSERS: dict[str, type[Parser]] = {"sse": SSEParser, "ndjson": NDJSONParser, "eventstream": EventStreamParser,
+                                     JSONARRAY: JSONArrayParser}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class StreamSession:
     """Parses and interprets one streamed response body.
 
-    ``framing`` is "sse", "ndjson" or "eventstream"; when None it follows ``content_type``,
+    ``framing`` is "sse", "ndjson", "eventstream" or "jsonarray"; when None it follows ``content_type``,
     then a named ``provider``, then the first non-blank byte (a provider
     guessed from the path gives a provisional value only). ``provider`` names a
     registered provider; when None it is detected from the request, then from
@@ -97,7 +99,7 @@ class StreamSession:
         stall_after: float = DEFAULT_STALL_SECONDS,
     ) -> None:
         if framing not in (None, *_PARSERS):
-            raise ValueError(f"framing must be 'sse', 'ndjson' or 'eventstream', not {framing!r}")
+            raise ValueError(f"framing must be 'sse', 'ndjson', 'eventstream' or 'jsonarray', not {framing!r}")
         if content_type is None and response_headers is not None:
             content_type = next((v for k, v in response_headers.items() if k.lower() == "content-type"), None)
         guess = None if provider else providers.detect_from_request(method, path, request_headers)
@@ -117,6 +119,8 @@ class StreamSession:
         known_framing = self.framing is not None or provider is not None
         if self.framing is None and named is not None:
             self.framing = self.rules.framing
+            if self.rules.json_array is not None and self.rules.json_array(path):
+                self.framing = JSONARRAY  # one JSON array streamed element by element (Gemini without alt=sse)
         self.parser: Parser | None = None
         self._max_event_size = max_event_size
         self._sniff = b""
@@ -143,6 +147,7 @@ class StreamSession:
         self.diagnoser = Diagnoser(stall_after=stall_after)
         self._response_headers = response_headers
         self._declared_framing = framing_for_content_type(content_type)
+        self._content_type = content_type
         self._faults_taken = 0
         self._issues_given = 0  # how many of the parser's issues the diagnoser has had
 
@@ -165,12 +170,18 @@ class StreamSession:
             if not self._sniff.strip() or sniff_needs_more(self._sniff):
                 return []
             head = self._sniff.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
-            binary = sniff_framing(self._sniff) == "eventstream"
-            parser = self._make_parser("eventstream" if binary else "ndjson" if head in (b"{", b"[") else "sse")
+            sniffed = sniff_framing(self._sniff, json_array=self.rules.json_array is not None)
+            if sniffed in ("eventstream", JSONARRAY):
+                parser = self._make_parser(sniffed)
+            else:
+                parser = self._make_parser("ndjson" if head in (b"{", b"[") else "sse")
             data, self._sniff = self._sniff, b""
         if self._response_headers is not None:
             assert self.framing is not None
-            self.diagnoser.headers(self._response_headers, self._declared_framing, self.framing)
+            declared = self._declared_framing
+            if self.framing == JSONARRAY and framing_for_content_type(self._content_type, json_array=True) == JSONARRAY:
+                declared = JSONARRAY  # application/json: what a streamed array is served as
+            self.diagnoser.headers(self._response_headers, declared, self.framing)
             self._response_headers = None
         comments = getattr(parser, "comments", 0)
         records = self._records(parser.feed(data), at)
@@ -314,6 +325,7 @@ class StreamSession:
             events=self.event_count,
             boundary=self.boundary,
             line_endings=getattr(self.parser, "line_endings", None),
+            array_closed=getattr(self.parser, "closed_array", None),
         )
 
     def timing(self) -> Timing:

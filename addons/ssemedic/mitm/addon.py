@@ -532,6 +532,9 @@ def _implied_content_type(request: http.Request) -> str:
     """The Content-Type the framing of the request's provider implies (SSE unless known otherwise)."""
     name = detect_from_request(request.method, request.path, request.headers)
     framing = providers.get(name).framing if name is not None else "sse"
+    json_array = providers.get(name).json_array if name is not None else None
+    if json_array is not None and json_array(request.path):
+        return "application/json"  # a streamed JSON array (Gemini without alt=sse)
     return MEDIA_TYPES.get(framing, "text/event-stream")
 
 

@@ -69,9 +69,11 @@ class Rewriter(Protocol):
 
 
 def encode_event(payload: Any, framing: str, event: str | None = None) -> bytes:
-    """One whole event carrying ``payload`` as JSON: an NDJSON line, or an SSE
-    block (with an ``event:`` line when ``event`` is given)."""
+    """One whole event carrying ``payload`` as JSON: an NDJSON line, an SSE
+    block (with an ``event:`` line when ``event`` is given), or a JSON array's element."""
     data = dumps(payload)
+    if framing == "jsonarray":  # a bare element: the repairer puts it into the array
+        return data.encode()
     if framing == "ndjson":
         return (data + "\n").encode()
     return ((f"event: {event}\n" if event else "") + f"data: {data}\n\n").encode()
@@ -112,10 +114,14 @@ class Provider:
     #: The provider's own rewrite, enabled by the ``letta`` repair:
     #: ``rewriter(shape)`` for one stream, ``shape`` being the option's resolved value.
     rewriter: Callable[[str], Rewriter] | None = None
+    #: Whether a request path (its query included) asks for the stream as one
+    #: JSON array sent element by element (framing ``jsonarray``, Gemini without
+    #: ``alt=sse``); None when the provider never streams so.
+    json_array: Callable[[str], bool] | None = None
 
     def end_marker_event(self, framing: str) -> bytes:
         """The end marker as one whole event of ``framing`` (b"" when there is none)."""
-        if self.end_marker is None:
+        if self.end_marker is None or framing == "jsonarray":  # an array has no end marker
             return b""
         return f"{self.end_marker}\n".encode() if framing == "ndjson" else f"data: {self.end_marker}\n\n".encode()
 

@@ -1,6 +1,7 @@
-"""Google Gemini ``:streamGenerateContent?alt=sse`` streams (GenerateContentResponse payloads).
+"""Google Gemini ``:streamGenerateContent`` streams (GenerateContentResponse payloads),
+as SSE (``?alt=sse``) or, without it, as one JSON array sent element by element.
 
-Every ``data:`` is a whole GenerateContentResponse: the new parts of candidate
+Every ``data:`` (or array element) is a whole GenerateContentResponse: the new parts of candidate
 0, and on the way ``finishReason``, cumulative ``usageMetadata``, the model
 version and the response id. There is no end marker; the finish reason (or a
 blocked prompt) is the terminal signal. Function calls usually arrive whole
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from ..events import ServerSentEvent
 from ..message import Message
@@ -295,6 +297,12 @@ def _match_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
     return ":streamGenerateContent" in path or ":generateContent" in path
 
 
+def _json_array(path: str) -> bool:
+    # Without alt=sse, streamGenerateContent sends one JSON array, element by element.
+    bare, _, query = path.partition("?")
+    return bare.endswith(":streamGenerateContent") and "sse" not in parse_qs(query).get("alt", [])
+
+
 def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
     return isinstance(payload, dict) and (
         isinstance(payload.get("candidates"), list) or "usageMetadata" in payload or "promptFeedback" in payload
@@ -314,4 +322,5 @@ PROVIDER = Provider(
     order=30,
     terminal="a candidate's finishReason, or a blocked prompt",
     error_event=_make_error_event,
+    json_array=_json_array,
 )
