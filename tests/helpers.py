@@ -59,3 +59,18 @@ def summary_without_timing(session: StreamSession) -> dict[str, Any]:
     out.pop("timing")
     out["faults"] = [f for f in out["faults"] if f["kind"] not in CHUNKING_FAULTS]
     return out
+
+
+def run_everywhere(data: bytes, **kwargs: Any) -> StreamSession:
+    """Run ``data`` through a StreamSession whole, bytewise and split in two
+    (at every point inside a multi-byte character, and at up to 150 others),
+    check that the summaries agree, and return the whole run."""
+    whole: StreamSession | None = None
+    for name, chunks in chunkings(data, max_splits=150):
+        session = run_session(chunks, **kwargs)
+        if whole is None:
+            whole = session
+        else:
+            assert summary_without_timing(session) == summary_without_timing(whole), name
+    assert whole is not None
+    return whole

@@ -18,7 +18,8 @@ import json
 from typing import Any
 
 import pytest
-from helpers import chunkings, run_session, summary_without_timing
+import helpers
+from helpers import CHUNKING_FAULTS, chunkings, run_session, summary_without_timing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -250,19 +251,11 @@ def test_an_array_body_on_an_sse_path_is_sniffed_for_gemini() -> None:
 def run_everywhere(data: bytes, **kwargs: Any) -> StreamSession:
     kwargs.setdefault("path", PATH)
     kwargs.setdefault("response_headers", HEADERS)
-    whole: StreamSession | None = None
-    for name, chunks in chunkings(data, max_splits=150):
-        session = run_session(chunks, **kwargs)
-        if whole is None:
-            whole = session
-        else:
-            assert summary_without_timing(session) == summary_without_timing(whole), name
-    assert whole is not None
-    return whole
+    return helpers.run_everywhere(data, **kwargs)
 
 
 def kinds(session: StreamSession) -> list[str]:
-    return [str(f.kind) for f in session.faults if str(f.kind) not in ("utf8-split", "event-split", "buffered-burst")]
+    return [str(f.kind) for f in session.faults if f.kind not in CHUNKING_FAULTS]
 
 
 def test_a_whole_array_is_a_complete_gemini_answer_without_faults() -> None:

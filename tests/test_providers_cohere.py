@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import CHUNKING_FAULTS, chunkings, run_session, sse_event, summary_without_timing
+from helpers import CHUNKING_FAULTS, run_everywhere, sse_event
 
 from ssemedic.core import providers
 from ssemedic.core.parts import Error
@@ -54,18 +54,6 @@ def end(reason: str = "COMPLETE", **delta: Any) -> bytes:
 def cohere_stream(pieces: list[str] | None = None) -> list[bytes]:
     """A whole text answer, event by event."""
     return [start(), *text_events(pieces or ["Coca", "-Cola is", " a soft drink «колa»."]), end()]
-
-
-def run_everywhere(data: bytes, **kwargs: Any) -> StreamSession:
-    whole: StreamSession | None = None
-    for name, chunks in chunkings(data, max_splits=150):
-        session = run_session(chunks, **kwargs)
-        if whole is None:
-            whole = session
-        else:
-            assert summary_without_timing(session) == summary_without_timing(whole), name
-    assert whole is not None
-    return whole
 
 
 def faults(session: StreamSession) -> list[str]:

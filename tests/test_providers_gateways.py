@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import CHUNKING_FAULTS, chunkings, run_session, sse_event, summary_without_timing
+from helpers import CHUNKING_FAULTS, run_everywhere, run_session, sse_event
 
 from ssemedic.core.faults import FaultKind
 from ssemedic.core.parts import Error
@@ -23,19 +23,6 @@ CHAT_PATH = "/v1/chat/completions"
 AZURE_PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
 RESPONSES_PATH = "/v1/responses"
 DONE = b"data: [DONE]\n\n"
-
-
-def run_everywhere(data: bytes, **kwargs: Any) -> StreamSession:
-    """Run ``data`` in the three chunkings, check the summaries agree, return the whole run."""
-    whole: StreamSession | None = None
-    for name, chunks in chunkings(data, max_splits=150):
-        session = run_session(chunks, **kwargs)
-        if whole is None:
-            whole = session
-        else:
-            assert summary_without_timing(session) == summary_without_timing(whole), name
-    assert whole is not None
-    return whole
 
 
 def faults(session: StreamSession) -> dict[str, str]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import chunkings, run_session, sse_event, summary_without_timing
+import helpers
+from helpers import CHUNKING_FAULTS, run_session, sse_event
 
 from ssemedic.core.parts import Done, Meta, ToolResult
 from ssemedic.core.providers import detect_from_request
@@ -51,19 +52,11 @@ def run_everywhere(data: bytes, **kwargs: Any) -> StreamSession:
     kwargs.setdefault("path", PATH)
     kwargs.setdefault("request_headers", REQUEST_HEADERS)
     kwargs.setdefault("content_type", "text/event-stream")
-    whole: StreamSession | None = None
-    for name, chunks in chunkings(data, max_splits=150):
-        session = run_session(chunks, **kwargs)
-        if whole is None:
-            whole = session
-        else:
-            assert summary_without_timing(session) == summary_without_timing(whole), name
-    assert whole is not None
-    return whole
+    return helpers.run_everywhere(data, **kwargs)
 
 
 def faults(session: StreamSession) -> list[str]:
-    return [str(f.kind) for f in session.faults if str(f.kind) not in ("utf8-split", "event-split", "buffered-burst")]
+    return [str(f.kind) for f in session.faults if f.kind not in CHUNKING_FAULTS]
 
 
 def test_detected_from_the_request() -> None:

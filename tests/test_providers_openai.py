@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import chunkings, run_session, sse_event, summary_without_timing
+from helpers import chunkings, run_everywhere, run_session, sse_event, summary_without_timing
 
 from ssemedic.core.parts import Error
 from ssemedic.core.session import StreamSession
@@ -15,21 +15,6 @@ RESPONSES_PATH = "/v1/responses"
 
 RUSSIAN = "Привет! Как дела? 😊🚀"
 RUSSIAN_DELTAS = ["Привет", "! Как", " дела", "? 😊", "🚀"]
-
-
-def run_everywhere(data: bytes, **kwargs: Any) -> StreamSession:
-    """Run ``data`` whole, bytewise and split in two (at every point inside a
-    multi-byte character, and at up to 150 others), check the summaries
-    agree, and return the whole run."""
-    whole: StreamSession | None = None
-    for name, chunks in chunkings(data, max_splits=150):
-        session = run_session(chunks, **kwargs)
-        if whole is None:
-            whole = session
-        else:
-            assert summary_without_timing(session) == summary_without_timing(whole), name
-    assert whole is not None
-    return whole
 
 
 def expected_usage(raw: dict[str, Any], inp: int, out: int, total: int) -> dict[str, Any]:
