@@ -284,6 +284,15 @@ class Mirror:
     def final(self) -> list[bytes]:
         return []
 
+    def finish(self, at: float | None, error: str | None) -> list[str]:
+        """The end was inspected: close the session (unless inspection fell
+        behind: the session never saw the stream's end, and closing it would
+        diagnose a cut stream that was whole). Returns what was changed: nothing."""
+        if self.behind_at is None:
+            self.stream.inspection.flush(at)
+            self.stream.inspection.close(at, error)
+        return []
+
     def _enqueue(self, data: bytes, at: float | None) -> None:
         size = len(data)
         backlog = self.backlog
@@ -374,8 +383,12 @@ class Rewrite:
     def end(self) -> None:
         self.stream.finish()
 
-    def finish(self, at: float | None, error: str | None) -> None:
-        """The end was inspected: cut what the client still gets."""
+    def abandon(self) -> None:
+        """Nothing waits: a rewritten stream is inspected inline."""
+
+    def finish(self, at: float | None, error: str | None) -> list[str]:
+        """The end was inspected: cut what the client still gets, and return
+        what was changed, for the notes."""
         stream = self.stream
         out = self._body(stream.inspection.flush(at))
         records = stream.inspection.close(at, error)
@@ -389,6 +402,12 @@ class Rewrite:
                 stream.inspection.fail(exc)
                 out += self._release()
         self._tail = self._inject(out, at, final=True)
+        changes = []
+        if self.repairer is not None and self.repairer.changes:
+            changes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
+        if self.injector is not None and self.injector.done:
+            changes.append("injected: " + "; ".join(dict.fromkeys(self.injector.done)))
+        return changes
 
     def final(self) -> list[bytes]:
         tail, self._tail = self._tail, []
@@ -496,13 +515,13 @@ class Pipeline:
         # The stages, chosen once. A body that stays compressed for the
         # client can be inspected (decoded on the side) but not edited.
         encoding = self.response_headers.get("content-encoding") or ""
+        compressed = encoding.strip().lower() not in ("", "identity")
         self._decoder: StreamDecoder | None = None
-        if encoding and encoding.strip().lower() != "identity":
+        if compressed:
             if supported(encoding):
                 self._decoder = StreamDecoder(encoding)
             else:
                 self.inspection.stop(str(problem(encoding)))
-        compressed = bool(encoding) and encoding.strip().lower() != "identity"
         editable = not compressed or (self._decoder is not None and Repair.DECOMPRESS in repairs)
         #: Whether the client gets the body decoded (the decompress repair).
         self.decompressing = self._decoder is not None and editable
@@ -587,25 +606,13 @@ class Pipeline:
 
     def abandon(self) -> None:
         """The proxy stops: give up the inspection still queued."""
-        if isinstance(self.forward, Mirror):
-            self.forward.abandon()
+        self.forward.abandon()
 
     def finish(self) -> None:
         """Inspect the end (once every queued chunk was) and tell the sink."""
         at, error = self.ended_at, self.error
         self.finished = True
-        forward = self.forward
-        if isinstance(forward, Rewrite):
-            forward.finish(at, error)
-        # Once inspection fell behind, the session never saw the end of the
-        # stream: closing it would diagnose a cut stream that was whole.
-        elif forward.behind_at is None:
-            self.inspection.flush(at)
-            self.inspection.close(at, error)
-        if self.repairer is not None and self.repairer.changes:
-            self.notes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
-        if isinstance(forward, Rewrite) and forward.injector is not None and forward.injector.done:
-            self.notes.append("injected: " + "; ".join(dict.fromkeys(forward.injector.done)))
+        self.notes += self.forward.finish(at, error)
         if self.announced:
             try:
                 self.sink.finished(self, error)
