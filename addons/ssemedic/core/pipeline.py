@@ -39,7 +39,7 @@ from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
 from .framing import framing_for_content_type, sniff_framing, sniff_needs_more
 from .inject import Injection, Injector
-from .recording import Cut, Recorder
+from .recording import ClientSide, Cut, Recorder
 from .repair import BODY_REPAIRS, Repair, Repairer
 from .repair import letta_shape as repair_letta_shape
 from .session import EventRecord, StreamSession
@@ -537,8 +537,15 @@ class Pipeline:
         self.repairer = repairer
         self.backlog = backlog if backlog is not None else Backlog()
         self.forward: Mirror | Rewrite
+        #: What the client got when it differs from the upstream's bytes: how
+        #: to make it again from the recording, and its size (see recording.py).
+        self.client: ClientSide | None = None
         if repairer is not None or injector is not None or self.decompressing:
             self.forward = Rewrite(self, repairer, injector)
+            self.client = ClientSide(
+                repairs=tuple(sorted(r.value for r in repairs if r in BODY_REPAIRS or (r is Repair.DECOMPRESS and self.decompressing))),
+                injections=tuple((i.value, s) for i, s in (injections or {}).items()) if injector else (),
+                letta_shape=letta_shape, decompressed=self.decompressing)
         else:
             self.forward = Mirror(self, self.backlog, defer)
 
@@ -557,13 +564,18 @@ class Pipeline:
         at = self.clock()
         if not data:
             self.end(at)
-            return self.forward.final()
+            return self._sent(self.forward.final())
         self._take(data, at)
         try:
-            return self.forward.chunk(data, at)
+            return self._sent(self.forward.chunk(data, at))
         except Exception as exc:  # every stage guards itself: this is the last resort
             self.inspection.fail(exc)
-            return [data]
+            return self._sent([data])
+
+    def _sent(self, pieces: list[bytes]) -> list[bytes]:
+        if self.client is not None:
+            self.client.count(pieces)
+        return pieces
 
     def receive(self, data: bytes, at: float | None) -> None:
         """Record and inspect one chunk at once (a stored flow, with its recorded time)."""
@@ -674,6 +686,7 @@ class Pipeline:
             ended_at=self.ended_at,
             notes=self.notes,
             repairs=dict(self.repairer.changes) if self.repairer is not None else None,
+            client=self.client,
         )
 
 

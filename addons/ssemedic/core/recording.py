@@ -23,6 +23,12 @@ saved files). Layout, version 2:
                     many bytes of what passed (the recording was cut there)
     stream_bytes    int, with recording_cut: how many bytes passed in all
     redacted        list of str, what redaction hid (names, never values)
+    client          dict, present when the client got other bytes than the
+                    upstream sent: how to make them again from the raw body
+                    (``repairs``, list of str: the body repairs and
+                    decompress; ``injections``, dict of str to float;
+                    ``letta_shape``, str; ``decompressed``, bool) and how
+                    many the client got (``bytes``, ``chunks``, int)
 
 A cut recording is a prefix of the stream made of whole chunks: the chunk
 that does not fit under the cap is dropped, and nothing after it is kept, so
@@ -86,6 +92,53 @@ class Timeline:
             )
         ends = self.offsets[1:] + (len(body),)
         return [(body[a:b], t) for a, b, t in zip(self.offsets, ends, self.times, strict=True)]
+
+
+@dataclass(slots=True)
+class ClientSide:
+    """What the client got of a rewritten stream: the stages that rewrote it
+    (to make its bytes again from the recording) and how much it got."""
+
+    repairs: tuple[str, ...]
+    #: (name, seconds) per injection, in the order they were given.
+    injections: tuple[tuple[str, float], ...]
+    letta_shape: str
+    decompressed: bool
+    #: What went out to the client (None: not recorded).
+    bytes_sent: int | None = 0
+    chunks_sent: int | None = 0
+
+    def count(self, pieces: Sequence[bytes]) -> None:
+        """Count pieces that went out to the client."""
+        if self.bytes_sent is not None and self.chunks_sent is not None:
+            for piece in pieces:
+                if piece:
+                    self.bytes_sent += len(piece)
+                    self.chunks_sent += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repairs": list(self.repairs), "injections": dict(self.injections),
+                "letta_shape": self.letta_shape, "decompressed": self.decompressed,
+                "bytes": self.bytes_sent, "chunks": self.chunks_sent}
+
+
+def _client(value: Any) -> ClientSide | None:
+    """The ``client`` entry, or None when it is absent or not of its layout."""
+    if not isinstance(value, dict):
+        return None
+    repairs, injections, shape = value.get("repairs"), value.get("injections"), value.get("letta_shape")
+    if not isinstance(repairs, list) or not isinstance(injections, dict) or not isinstance(shape, str):
+        return None
+
+    def count(key: str) -> int | None:
+        n = value.get(key)
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+    return ClientSide(
+        repairs=tuple(str(r) for r in repairs),
+        injections=tuple((str(k), float(v)) for k, v in injections.items() if isinstance(v, (int, float))),
+        letta_shape=shape, decompressed=value.get("decompressed") is True,
+        bytes_sent=count("bytes"), chunks_sent=count("chunks"))
 
 
 def pack(offsets: Sequence[int], times: Sequence[float]) -> bytes:
@@ -179,6 +232,7 @@ class Recorder:
         ended_at: float | None,
         notes: Sequence[str],
         repairs: dict[str, int] | None = None,
+        client: ClientSide | None = None,
     ) -> dict[str, Any]:
         """The stream's entry for flow.metadata (plain types only)."""
         meta: dict[str, Any] = {"version": VERSION, "provider": provider}
@@ -189,6 +243,8 @@ class Recorder:
         meta["notes"] = list(notes)
         if repairs is not None:
             meta["repairs"] = dict(repairs)
+        if client is not None:
+            meta["client"] = client.to_dict()
         if self.cut:
             meta["recording_cut"] = self.size
             meta["stream_bytes"] = self.passed
@@ -292,6 +348,8 @@ class Recording:
     header_repairs: list[str] = field(default_factory=list)
     #: When the recording stops short of the stream: where (see Cut).
     cut: Cut | None = None
+    #: When the client got other bytes than the upstream sent: how (see ClientSide).
+    client: ClientSide | None = None
 
 
 def read(flow: Any) -> Recording:
@@ -312,6 +370,7 @@ def read(flow: Any) -> Recording:
         repairs={str(k): v for k, v in repairs.items() if isinstance(v, int)} if isinstance(repairs, dict) else {},
         header_repairs=[str(h) for h in header_repairs] if isinstance(header_repairs, list) else [],
         cut=_cut(meta, notes),
+        client=_client(meta.get("client")),
     )
     packed = meta.get("timeline")
     if packed is None:

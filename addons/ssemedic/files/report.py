@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.segment import Segment
 from rich.text import Text
 
+from ..core import sides as sides_
 from ..core.describe import trim
 
 try:
@@ -41,7 +42,35 @@ def build(stream: Capture, *, provider: str | None = None) -> dict[str, Any]:
     report["notes"] = list(stream.notes)
     if stream.cut is not None:
         report["recording"] = stream.cut.to_dict()
+    found = sides(stream, provider=provider)
+    if found is not None:
+        report["sides"] = found.to_dict()
     return report
+
+
+def sides(stream: Capture, *, provider: str | None = None) -> sides_.Sides | None:
+    """What the client got versus what the upstream sent (None: not known, a raw capture)."""
+    recorded = stream.recorded
+    if recorded is None:
+        return None
+    client = recorded.client
+    if client is None:
+        if recorded.repairs or any(note.startswith("injected: ") for note in recorded.notes):
+            return sides_.Sides(True, "the stream was rewritten for the client by an older ssemedic, which did "
+                                "not record how: the client's side is unknown")
+        return sides_.unchanged(recorded.header_repairs)
+    if recorded.cut is not None:
+        return sides_.Sides(True, sides_.describe(client), note="the recording was cut: the client's side "
+                            "cannot be made again from it")
+    try:
+        replayed = sides_.replay(
+            recorded.chunks, client, method=stream.method, path=stream.path,
+            request_headers=stream.request_headers, response_headers=stream.response_headers or {},
+            status=stream.status, started_at=stream.started_at, ended_at=recorded.ended_at,
+            error="connection error" if stream.aborted else None, provider=provider or recorded.provider)
+    except ValueError as exc:
+        return sides_.Sides(True, sides_.describe(client), note=str(exc))
+    return sides_.compare(replayed, client, content_type=stream.content_type)
 
 
 def _ms(value: float | None) -> str:
@@ -111,7 +140,49 @@ def _rows(report: dict[str, Any], *, max_text: int = 2000) -> list[tuple[str, st
         row("issue", f"{issue['kind']}{where}: {issue['detail']}", "yellow")
     for note in report["notes"]:
         row("note", note, "dim")
+    _side_rows(report.get("sides"), row)
     return out
+
+
+#: Changes the text report lists one by one.
+MAX_CHANGE_ROWS = 20
+
+
+def _side_rows(found: dict[str, Any] | None, row: Any) -> None:
+    if found is None:
+        return
+    if not found["changed"] or "counts" not in found:
+        row("client", found["how"], "yellow" if found["changed"] else "dim")
+    else:
+        up, down, counts = found["upstream"], found["client"], found["counts"]
+        row("client", found["how"])
+        row("sides", f"upstream {up['bytes']:,} bytes in {up['chunks']:,} chunks, {up['events']:,} events → "
+            f"client {down['bytes']:,} bytes in {down['chunks']:,} chunks, {down['events']:,} events")
+        row("changes", ", ".join(f"{counts[k]:,} {k}" for k in sides_.KINDS))
+        total = sum(counts.values())
+        # What the client missed or got extra first; rechunking changes no byte.
+        ordered = sorted(found["changes"], key=lambda c: c["kind"] == "rechunked")
+        for change in ordered[:MAX_CHANGE_ROWS]:
+            row("change", _change_line(change), "yellow" if change["kind"] != "rechunked" else "dim")
+        if total > min(len(found["changes"]), MAX_CHANGE_ROWS):
+            row("change", f"… {total - min(len(found['changes']), MAX_CHANGE_ROWS):,} more "
+                "(report --json lists the first " f"{sides_.MAX_CHANGES:,})", "dim")
+    if found.get("note"):
+        row("client", found["note"], "yellow")
+
+
+def _change_line(change: dict[str, Any]) -> str:
+    """One change as text: which event on which side, its bytes, and a preview."""
+    kind = change["kind"]
+    up = f"upstream #{change['upstream_event']} ({change['upstream_bytes']:,} B in {change['upstream_chunks']} chunks)"
+    down = f"client #{change['client_event']} ({change['client_bytes']:,} B in {change['client_chunks']} chunks)"
+    if kind == "dropped":
+        return f"dropped {up}: {change['upstream']!r}"
+    if kind == "added":
+        return f"added {down}: {change['client']!r}"
+    if kind == "rechunked":
+        return f"rechunked {up} → {down}"
+    return f"rewritten {up} → {down}: {change['upstream']!r} → {change['client']!r}"
 
 
 def _content(kept: str, total: int | None, limit: int) -> str:

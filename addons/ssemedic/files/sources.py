@@ -111,6 +111,8 @@ class Capture:
     #: Why the body cannot be decoded (its Content-Encoding), or None. Such a
     #: body is not inspected: parsing compressed bytes would only invent faults.
     undecodable: str | None = None
+    #: The flow's recording as stored (None for raw captures).
+    recorded: recording.Recording | None = None
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
@@ -454,4 +456,5 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
         client_gone=is_client_disconnect(flow.error.msg if flow.error else None),
         cut=recorded.cut,
         undecodable=undecodable,
+        recorded=recorded,
     )
