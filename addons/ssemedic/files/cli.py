@@ -20,6 +20,7 @@ from . import redact as redaction
 from ..core.describe import printable_data
 from ..core.events import dumps
 from ..core.faults import CATALOGUE
+from . import html
 from .report import build, render
 from .sources import SourceError, read_captures
 
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("paths", nargs="+", metavar="PATH")
     report.add_argument("--json", action="store_true", help="print a JSON list, one object per stream")
+    report.add_argument(
+        "--html", metavar="OUT", help="write a self-contained HTML page to OUT instead of the text report: per "
+        "stream a timing chart, the assembled message, the faults with their fixes, both sides of a rewritten "
+        "stream, and the events (--json still prints JSON)",
+    )
     report.add_argument(
         "--provider",
         choices=providers.names(),
@@ -90,27 +96,44 @@ def _report(args: argparse.Namespace) -> int:
     """Exit status: 2 if a file could not be read at all, else 1 if one was
     damaged (its readable streams are still reported), else 0."""
     reports: list[dict[str, Any]] = []
+    pages: list[html.Stream] = []
+    problems: list[str] = []
     failed = damaged = False
     for path in args.paths:
         try:
             read = read_captures(path)
         except SourceError as exc:
             print(f"ssemedic: error: {exc}", file=sys.stderr)
+            problems.append(str(exc))
             failed = True
             continue
-        reports.extend(build(stream, provider=args.provider) for stream in read.streams)
+        for stream in read.streams:
+            if args.html is not None:
+                pages.append(html.stream(stream, provider=args.provider))  # one run for both outputs
+                reports.append(pages[-1].report)
+            else:
+                reports.append(build(stream, provider=args.provider))
         if read.damage is not None:
             before = read.damage.flow - 1
             them = "the flow before it is" if before == 1 else f"the {before} flows before it are"
             print(f"ssemedic: error: {read.damage}; {them} reported", file=sys.stderr)
+            problems.append(f"{read.damage}; {them} reported")
             damaged = True
+    if args.html is not None and (reports or not failed):
+        try:
+            with open(args.html, "w", encoding="utf-8", errors="replace") as out:
+                out.write(html.page(pages, problems=problems))
+        except OSError as exc:
+            print(f"ssemedic: error: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"ssemedic: wrote {len(pages):,} stream{'s' * (len(pages) != 1)} to {args.html}", file=sys.stderr)
     if args.json:
         text = dumps(reports, indent=2) + "\n"  # strict JSON, whatever the payloads held
         # In pieces: one large write to a reader that goes away (``| head``)
         # can end short without an error; the next write then raises.
         for start in range(0, len(text), 1 << 16):
             sys.stdout.write(text[start : start + (1 << 16)])
-    elif reports or not failed:
+    elif args.html is None and (reports or not failed):
         render([printable_data(r) for r in reports], Console(highlight=False), max_text=args.max_text)
     return 2 if failed else 1 if damaged else 0
 

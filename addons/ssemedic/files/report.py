@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..core import sides as sides_
 from ..core.describe import trim
+from ..core.session import StreamSession
 
 try:
     # Private to rich, but it is the very function Text.wrap cuts lines with;
@@ -28,9 +29,11 @@ from .sources import Capture
 #: How a fault's severity is painted (rich style names), in the panel and the live log.
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
-def build(stream: Capture, *, provider: str | None = None) -> dict[str, Any]:
-    """Run ``stream`` through a session and return its report object."""
-    session = stream.session(provider=provider)
+def build(stream: Capture, *, provider: str | None = None, session: StreamSession | None = None) -> dict[str, Any]:
+    """Run ``stream`` through a session (or take ``session``, closed, that
+    ran over it) and return its report object."""
+    if session is None:
+        session = stream.session(provider=provider)
     report: dict[str, Any] = {"source": stream.label, "status": stream.status}
     report.update(session.summary())
     if all(at is None for _, at in stream.chunks):
