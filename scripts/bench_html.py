@@ -47,11 +47,17 @@ def make_flows(path: Path, events: int, *, seed: int = 14) -> None:
     start = 1_700_000_000.0
     at = start + 0.3
     n = 0
+    burst = stall = False
     while n < events:
-        take = 40 if n == events // 3 else rng.randint(1, 3)  # one burst
+        take = rng.randint(1, 3)
+        if not burst and n >= events // 3:
+            burst, take = True, 40
         block = b"".join(event(i) for i in range(n, min(n + take, events)))
         n += take
-        at += 12.0 if n == events // 2 else rng.uniform(0.0005, 0.004)  # one stall
+        if not stall and n >= events // 2:
+            stall = True
+            at += 12.0
+        at += rng.uniform(0.0005, 0.004)
         recorder.add(block, at)
     for tail in (b'data: {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "model": "gpt-4o", '
                  b'"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n', b"data: [DONE]\n\n"):
