@@ -23,7 +23,8 @@ Choosing a scenario: a path prefix ``/s/<scenario>/...`` wins, then a request
 ``model`` (for Gemini, the model in the path) that names a scenario, then the
 endpoint's default (``healthy``, ``letta-send-message``, ``ollama``,
 ``openai-responses``, ``anthropic``, ``gemini``, ``bedrock`` or ``bedrock-invoke``). ``?delay=SECONDS`` sets the pause
-between writes (default 0.03 s, which makes ``healthy`` last about 2 s).
+between writes (default 0.03 s, which makes ``healthy`` last about 2 s); ``?silence=SECONDS``
+the one long pause of ``silence``.
 
 Usage: .venv/bin/python scripts/demo_upstream.py [--port 8777] [--list] [--max-seconds N]
 """
@@ -71,6 +72,8 @@ DEFAULT_PORT = 8777
 DEFAULT_DELAY = 0.03
 #: A ``?delay=`` above this is refused: the server holds a thread per stream.
 MAX_DELAY = 5.0
+#: A ``?silence=`` above this is refused, for the same reason.
+MAX_SILENCE = 120.0
 MAX_REQUEST_BODY = 1 << 20
 CREATED = 1763700000
 SSE_HEADERS = {
@@ -103,6 +106,8 @@ class Call:
     model: str
     stream: bool
     delay: float = DEFAULT_DELAY
+    #: The one long pause of ``silence`` (``?silence=SECONDS``).
+    silence: float = 4.0
 
 
 class Reply(NamedTuple):
@@ -827,6 +832,22 @@ def long_answer(call: Call) -> Reply:
     return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
 
 
+def silence(call: Call) -> Reply:
+    """the healthy answer, one write per event, with one long pause (?silence=SECONDS, default 4) after its third event, as a model that thinks mid-answer"""
+    if not call.stream:
+        return healthy(call)
+    writes = aligned(healthy_events(call.model), call.delay)
+    writes[3] = (call.silence, writes[3][1])
+    return Reply(200, dict(SSE_HEADERS), writes)
+
+
+def silence_after_done(call: Call) -> Reply:
+    """the healthy answer, one write per event, then the body held open ?silence=SECONDS (default 4) after [DONE]"""
+    if not call.stream:
+        return healthy(call)
+    return Reply(200, dict(SSE_HEADERS), [*aligned(healthy_events(call.model), call.delay), (call.silence, b"")])
+
+
 #: name -> scenario; add one here and it is served, listed and selectable.
 SCENARIOS: dict[str, Scenario] = {
     "healthy": healthy,
@@ -846,6 +867,8 @@ SCENARIOS: dict[str, Scenario] = {
     "invalid-json": invalid_json,
     "invalid-utf8": invalid_utf8,
     "long": long_answer,
+    "silence": silence,
+    "silence-after-done": silence_after_done,
     "letta": letta,
     "openai-responses": openai_responses,
     "anthropic": anthropic,
@@ -967,7 +990,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             name = route.scenario
         stream = True if route.stream_default is None else body.get("stream", route.stream_default) is True
-        reply = SCENARIOS[name](Call(model if isinstance(model, str) and model else name, stream, delay))
+        pause = parse_qs(url.query).get("silence", ["4"])[-1]
+        if not (pause.replace(".", "", 1).isdigit() and float(pause) <= MAX_SILENCE):
+            self._refuse(error_reply(400, f"silence must be seconds between 0 and {MAX_SILENCE}", "bad_silence"),
+                         "400 bad silence")
+            return
+        reply = SCENARIOS[name](Call(model if isinstance(model, str) and model else name, stream, delay,
+                                     float(pause)))
         if framing is not None and reply.framing != "length":
             reply = reply._replace(framing=framing)
         self._log(f"-> {name} ({'stream' if stream else 'whole'}, {reply.framing}, delay {delay:g}s)")

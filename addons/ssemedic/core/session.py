@@ -214,7 +214,10 @@ class StreamSession:
         if not recording_cut:
             records += self._records(parser.close(), at)
         self._give_issues()
-        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone, recording_cut=recording_cut)
+        timed = self._timed and at is not None
+        last_data = self.chunk_times[-1] if timed and self.chunk_times else self.started_at if timed else None
+        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone, recording_cut=recording_cut,
+                           ended_at=at if timed else None, last_data_at=last_data)
         return records
 
     def _give_issues(self) -> None:

@@ -12,19 +12,20 @@ from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
+from mitmproxy import command, connection, ctx, exceptions, flow, flowfilter, http
 
 from ..core import recording
 from ..core.pipeline import Backlog, Pipeline
 from .output import LOG_LEVELS, Reporter
 from ..core.headers import plan as header_plan
-from ..core.diagnose import DEFAULT_STALL_SECONDS
+from ..core.diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from ..core import providers
 from ..core.providers import detect_from_request
 from ..files.redact import redact_flow_or_drop, redact_url
 from ..core.inject import Injection, parse_injections
 from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
 from ..core.framing import MEDIA_TYPES, framing_for_content_type
+from . import keepalive
 
 logger = logging.getLogger("ssemedic")
 
@@ -52,6 +53,7 @@ class Medic:
         self.letta_shape = "auto"
         self.repair_on = False
         self.redact_on = True
+        self.keepalive = 0.0
         self._live: dict[str, http.HTTPFlow] = {}
         self._unsent: dict[str, _Unsent] = {}
         self._jsonl: IO[str] | None = None
@@ -109,6 +111,12 @@ class Medic:
             "Seconds of silence (no event and no keep-alive comment) that ssemedic reports as a stall.",
         )
         loader.add_option(
+            "ssemedic_keepalive", str, "0",
+            "During an upstream silence, send the client an SSE comment (`: keepalive`) every this many "
+            "seconds, where its event stream is at an event boundary, so read timeouts on the way do not "
+            "cut it; counted, never stored as upstream bytes. 0: off. SSE only (NDJSON is left alone).",
+        )
+        loader.add_option(
             "ssemedic_max_text", str, "200",
             "How many characters of text ssemedic shows per log line and summary field; 0 shows all.",
         )
@@ -138,6 +146,7 @@ class Medic:
         injections = parsed("ssemedic_inject", parse_injections, self.injections)
         stall_after = parsed("ssemedic_stall", _stall, self.stall_after)
         filter_ = parsed("ssemedic_filter", _filter, self.filter)
+        every = parsed("ssemedic_keepalive", _keepalive, self.keepalive)
         # Opened last, so that a refused setting creates no file.
         jsonl = self._jsonl if problems else parsed("ssemedic_jsonl", _open_jsonl, self._jsonl)
         if problems:
@@ -149,7 +158,7 @@ class Medic:
         self.log_level, self.max_text = log_level, max_text
         self.repair_on, self.redact_on, self.repairs = repair_on, redact_on, repairs
         self.letta_shape, self.injections = shape, injections
-        self.stall_after, self.filter = stall_after, filter_
+        self.stall_after, self.filter, self.keepalive = stall_after, filter_, every
         self._rebuild_reporter()
 
     def running(self) -> None:
@@ -189,6 +198,9 @@ class Medic:
             stream.announce()
         self.streams[f.id] = stream
         f.response.stream = stream
+        if self.keepalive:
+            f.response.stream = keepalive.Keepalive(f, stream, self.keepalive, notes=stream.notes, clock=self.clock,
+                                                    on_sent=stream.session.diagnoser.client_fed)
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
         # In flight until response or error: done() redacts what is left,
@@ -213,7 +225,7 @@ class Medic:
         try:
             stream = self.streams.pop(f.id, None)
             if stream is not None:
-                stream.end(self.clock(), error=f.error.msg if f.error else "connection error")
+                stream.end(self.clock(), error=_error_of(f))
                 self._store(f, stream)
         finally:
             self._unsent.pop(f.id, None)
@@ -387,6 +399,16 @@ class Medic:
         contentviews.add(llm_stream_view)
 
 
+def _error_of(f: http.HTTPFlow) -> str:
+    """The flow's error, saying so when the client went away: mitmproxy says
+    "Client disconnected." for HTTP/1 clients, but for an HTTP/2 client that
+    closes its connection only "peer closed connection", as for a server."""
+    error = f.error.msg if f.error else "connection error"
+    if not is_client_disconnect(error) and not f.client_conn.state & connection.ConnectionState.CAN_READ:
+        return f"client disconnected ({error})"
+    return error
+
+
 def _call_soon() -> Callable[[Callable[[], None]], object] | None:
     """The running event loop's call_soon, or None outside one (tests, offline use)."""
     try:
@@ -458,6 +480,17 @@ def _stall(value: str) -> float:
         seconds = -1.0
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(f"{value!r} is not a number of seconds > 0")
+    return seconds
+
+
+def _keepalive(value: str) -> float:
+    text = str(value).strip().lower()
+    if text in ("", "0", "off", "false", "no"):
+        return 0.0
+    seconds = _stall(value)
+    reason = keepalive.problem()
+    if reason is not None:
+        raise ValueError(f"cannot send keepalives with this mitmproxy: {reason}")
     return seconds
 
 
