@@ -82,7 +82,7 @@ def problem() -> str | None:
         return "HttpStream.state_stream_response_body is missing"
     if not issubclass(events.Wakeup, events.CommandCompleted):
         return "Wakeup is no CommandCompleted"
-    for cls, fields in ((layers.ResponseData, ("stream_id", "data")), (events.Wakeup, ("command",)),
+    for cls, fields in ((getattr(layers, "ResponseData"), ("stream_id", "data")), (events.Wakeup, ("command",)),
                         (layers.SendHttp, ("event", "connection"))):
         params = list(inspect.signature(cls).parameters)
         if params[: len(fields)] != list(fields):
@@ -91,10 +91,8 @@ def problem() -> str | None:
 
 
 def _annotations(cls: type) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        names.update(getattr(klass, "__annotations__", {}))
-    return names
+    """The attributes ``cls`` itself declares (where mitmproxy declares them)."""
+    return set(inspect.get_annotations(cls))
 
 
 class Keepalive:
@@ -211,7 +209,8 @@ class Keepalive:
         from mitmproxy import ctx
         from mitmproxy.proxy import commands, events
 
-        handler = ctx.master.addons.get("proxyserver").connections.get(self.flow.client_conn.id)
+        proxy = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+        handler = proxy.connections.get(self.flow.client_conn.id)
         if handler is None:
             self._stop()  # the client connection is gone
             return
@@ -347,7 +346,8 @@ def _writer_class() -> type:
                 logger.warning("ssemedic keepalive failed: %r", exc)
                 data = b""
             if data:
-                yield layers.SendHttp(layers.ResponseData(stream.stream_id, data), stream.context.client)
+                response_data = getattr(layers, "ResponseData")  # not in the module's __all__
+                yield layers.SendHttp(response_data(stream.stream_id, data), stream.context.client)
 
     return Writer
 
