@@ -103,12 +103,9 @@ def h2_context() -> ssl.SSLContext:
 # -- live: the silence kills the client, keepalives keep it ---------------------------
 
 
-def test_a_client_with_a_short_read_timeout_dies_in_the_silence_without_keepalive(proxies: Proxies) -> None:
+def test_a_client_that_dies_in_the_silence_gets_the_whole_text_with_keepalive_over_http1(proxies: Proxies) -> None:
     with pytest.raises(httpx.ReadTimeout):
         read_body(target(proxies.off))
-
-
-def test_the_same_client_gets_the_whole_text_with_keepalive_over_http1(proxies: Proxies) -> None:
     body, version = read_body(target(proxies.on))
     assert version == "HTTP/1.1"
     assert chat_text(body) == demo.HEALTHY_TEXT and body.endswith(b"data: [DONE]\n\n")
@@ -140,6 +137,9 @@ def test_the_openai_sdk_ignores_the_comments_and_gets_the_exact_text(proxies: Pr
 
 
 def test_httpx_sse_ignores_the_comments_and_gets_the_exact_text(proxies: Proxies) -> None:
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=READ_TIMEOUT) as client, \
+            connect_sse(client, "POST", target(proxies.off), json=CHAT) as source:
+        list(source.iter_sse())
     with httpx.Client(timeout=READ_TIMEOUT) as client, \
             connect_sse(client, "POST", target(proxies.on), json=CHAT) as source:
         events = list(source.iter_sse())
