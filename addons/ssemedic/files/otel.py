@@ -1,0 +1,367 @@
+"""Streams to an OpenTelemetry collector: the thin adapter between
+core/telemetry.py's values and the OpenTelemetry SDK with its OTLP/HTTP
+protobuf exporters (the optional ``ssemedic[otel]`` extra). The addon uses it
+live, ``ssemedic report --otlp`` for recordings.
+
+Strategy: nothing here may cost the traffic time. On mitmproxy's event loop
+a finished stream only becomes a span handed to the SDK's
+BatchSpanProcessor (an append to its bounded queue; when full, the oldest
+span is dropped) and a few histogram records. The SDK's own threads send
+batches (spans) and periodic collections (metrics) over HTTP, so a
+collector that is down, slow or never answers holds up those threads only.
+Each export's result goes through a watching exporter that logs the first
+failure and the recovery, once each, instead of the SDK's line per batch.
+Shutdown flushes what is queued in threads of its own, waited for at most
+SHUTDOWN_SECONDS: the process exits on time even with a hanging collector.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .. import __version__
+from ..core import telemetry
+from ..core.faults import Fault
+from ..core.session import EventRecord
+from .redact import redact_data
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, Histogram
+
+    from ..core.pipeline import Pipeline, Sink
+    from .sources import Capture
+
+logger = logging.getLogger("ssemedic")
+
+#: How long shutdown waits for the last spans and metrics to go out.
+SHUTDOWN_SECONDS = 5.0
+#: The service.name when neither the option nor OTEL_SERVICE_NAME names one.
+DEFAULT_SERVICE = "ssemedic"
+#: What to install for this.
+EXTRA = "pip install 'ssemedic[otel]'"
+_NEEDED = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+#: The SDK loggers whose per-batch failure lines the watching exporter replaces.
+_SDK_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+)
+
+
+def missing() -> str | None:
+    """Why export cannot run here (one line), or None when the SDK is installed."""
+    for name in _NEEDED:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ImportError:
+            found = False
+        if not found:
+            return f"the OpenTelemetry SDK and its OTLP/HTTP exporter are not installed ({EXTRA})"
+    return None
+
+
+def check_url(value: str, *, empty: bool = True) -> str:
+    """The OTLP/HTTP base URL given ("" is off, if ``empty``), or ValueError saying what is wrong."""
+    url = (value or "").strip()
+    if not url and empty:
+        return ""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an OTLP/HTTP base URL such as http://127.0.0.1:4318")
+    problem = missing()
+    if problem is not None:
+        raise ValueError(f"{value!r} cannot be used: {problem}")
+    return url.rstrip("/")
+
+
+def request_of(flow: Any) -> telemetry.Request:
+    """The request facts of a mitmproxy flow that its span needs."""
+    request = flow.request
+    try:
+        body = request.get_content(strict=False)
+    except Exception:  # an odd body never costs the span
+        body = None
+    return telemetry.Request(request.method, request.path, request.host, request.port,
+                             telemetry.request_model(request.path, body))
+
+
+def _ns(seconds: float | None) -> int | None:
+    return int(seconds * 1e9) if seconds is not None and math.isfinite(seconds) else None
+
+
+class Health:
+    """Export failures are logged once, and once more when export recovers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._failing: set[str] = set()
+        #: Whether any export failed (``report --otlp`` exits non-zero then).
+        self.ever_failed = False
+        #: What the SDK last said about a failure (its lines are not logged).
+        self.reason = ""
+
+    def result(self, signal: str, ok: bool) -> None:
+        with self._lock:
+            if ok == (signal not in self._failing):
+                return
+            if ok:
+                self._failing.discard(signal)
+            else:
+                self._failing.add(signal)
+                self.ever_failed = True
+            reason = self.reason
+        if ok:
+            logger.info("ssemedic: OpenTelemetry export of %s to %s works again", signal, self.url)
+        else:
+            logger.warning("ssemedic: OpenTelemetry export of %s to %s fails%s; the traffic is not affected, "
+                           "and this is said again when it recovers", signal, self.url,
+                           f" ({reason})" if reason else "")
+
+
+class _Quiet(logging.Filter):
+    """Keeps the SDK's own failure lines out of the log: Health says it once."""
+
+    def __init__(self, health: Health) -> None:
+        super().__init__()
+        self.health = health
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            self.health.reason = " ".join(record.getMessage().split())[:200]
+        except Exception:
+            pass
+        return False
+
+
+class Exporter:
+    """Spans and metrics of finished streams, sent to one OTLP/HTTP endpoint."""
+
+    def __init__(self, url: str, *, service: str | None = None, content: bool = False) -> None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        self.url = url
+        self.content = content
+        self.health = Health(url)
+        self._quiet = _Quiet(self.health)
+        for name in _SDK_LOGGERS:
+            logging.getLogger(name).addFilter(self._quiet)
+        # The option's default yields to OTEL_SERVICE_NAME; any OTEL_RESOURCE_ATTRIBUTES apply too.
+        if service is None or (service == DEFAULT_SERVICE and os.environ.get("OTEL_SERVICE_NAME")):
+            service = os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE
+        resource = Resource.create({"service.name": service, "service.version": __version__})
+        # An explicit endpoint: OTEL_EXPORTER_OTLP_* headers, timeout and compression still apply.
+        spans = _watched_spans(OTLPSpanExporter(endpoint=f"{url}/v1/traces"), self.health)
+        self._tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        self._tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+        self._tracer = self._tracer_provider.get_tracer("ssemedic", __version__)
+        metrics = _watched_metrics(OTLPMetricExporter(endpoint=f"{url}/v1/metrics"), self.health)
+        self._meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(metrics)],
+                                             shutdown_on_exit=False)
+        meter = self._meter_provider.get_meter("ssemedic", __version__)
+        self._counters: dict[str, Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
+        for spec in telemetry.INSTRUMENTS:
+            if spec.kind == "counter":
+                self._counters[spec.name] = meter.create_counter(spec.name, spec.unit, spec.description)
+            else:
+                self._histograms[spec.name] = meter.create_histogram(
+                    spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=spec.buckets)
+        self.closed = False
+
+    def export(self, data: telemetry.Telemetry) -> None:
+        """Hand one stream's span and metric points to the SDK (never blocks on the network)."""
+        if self.closed:
+            return
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        span = data.span
+        start = _ns(span.start)
+        end = _ns(span.end)
+        if start is None and end is not None:
+            start = end
+        otel_span = self._tracer.start_span(span.name, kind=SpanKind.CLIENT, attributes=span.attributes,
+                                            start_time=start)
+        for event in span.events:
+            otel_span.add_event(event.name, event.attributes, timestamp=_ns(event.at) or end)
+        if span.error is not None:
+            otel_span.set_status(Status(StatusCode.ERROR, span.error))
+        otel_span.end(end_time=end)
+        for point in data.points:
+            if point.instrument in self._counters:
+                self._counters[point.instrument].add(point.value, point.attributes)
+            else:
+                self._histograms[point.instrument].record(point.value, point.attributes)
+
+    def stream(self, report: Mapping[str, Any], request: telemetry.Request, *, event_times: Sequence[float] = (),
+               started_at: float | None = None, ended_at: float | None = None,
+               repairs: Mapping[str, int] | None = None, flow_id: str | None = None) -> None:
+        """Export one stream's report (credentials are taken out first, whatever the options)."""
+        self.export(telemetry.build(redact_data(dict(report)), request, event_times=event_times,
+                                    started_at=started_at, ended_at=ended_at, repairs=repairs, flow_id=flow_id,
+                                    content=self.content))
+
+    def watch(self, sink: Sink, request: telemetry.Request) -> Watch:
+        """A sink for one live stream: ``sink`` as before, and the stream exported when it is finished."""
+        return Watch(sink, self, request)
+
+    def close(self, timeout: float = SHUTDOWN_SECONDS) -> bool:
+        """Flush what is queued and stop, within ``timeout`` seconds; False if that was not enough."""
+        if self.closed:
+            return True
+        self.closed = True
+        deadline = time.monotonic() + timeout
+        threads = [
+            threading.Thread(target=self._tracer_provider.shutdown, name="ssemedic-otel-spans", daemon=True),
+            threading.Thread(target=self._meter_provider.shutdown, kwargs={"timeout_millis": timeout * 1000},
+                             name="ssemedic-otel-metrics", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        flushed = not any(thread.is_alive() for thread in threads)
+        if not flushed:
+            logger.warning("ssemedic: OpenTelemetry export to %s did not finish within %g s at shutdown; "
+                           "what was still queued is lost", self.url, timeout)
+        for name in _SDK_LOGGERS:
+            logging.getLogger(name).removeFilter(self._quiet)
+        return flushed
+
+
+def _watched_spans(inner: Any, health: Health) -> Any:
+    """A span exporter that tells Health how each export went (a SpanExporter subclass made here,
+    as the SDK is imported only when export is on)."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class WatchedSpans(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            try:
+                result = inner.export(spans)
+            except Exception:
+                result = SpanExportResult.FAILURE
+            health.result("spans", result == SpanExportResult.SUCCESS)
+            return result  # type: ignore[no-any-return]
+
+        def shutdown(self) -> None:
+            inner.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(inner.force_flush(timeout_millis))
+
+    return WatchedSpans()
+
+
+def _watched_metrics(inner: Any, health: Health) -> Any:
+    """A metric exporter that tells Health how each export went (the SDK
+    checks its type, so it is a MetricExporter subclass made here)."""
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    class WatchedMetrics(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__(preferred_temporality=inner._preferred_temporality,
+                             preferred_aggregation=inner._preferred_aggregation)
+
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+            try:
+                result = inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            except Exception:
+                result = MetricExportResult.FAILURE
+            health.result("metrics", result == MetricExportResult.SUCCESS)
+            return result  # type: ignore[no-any-return]
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return bool(inner.force_flush(timeout_millis=timeout_millis))
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+    return WatchedMetrics()
+
+
+class Watch:
+    """One live stream's sink: everything goes to the inner sink, and the
+    finished stream is exported too. An error in exporting is logged once
+    and never reaches the stream."""
+
+    _failed = False
+
+    def __init__(self, inner: Sink, exporter: Exporter, request: telemetry.Request) -> None:
+        self.inner = inner
+        self.exporter = exporter
+        self.request = request
+
+    def started(self, stream: Pipeline) -> None:
+        self.inner.started(stream)
+
+    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
+        self.inner.first_chunk(stream, data)
+
+    def event(self, stream: Pipeline, record: EventRecord) -> None:
+        self.inner.event(stream, record)
+
+    def progress(self, stream: Pipeline) -> None:
+        self.inner.progress(stream)
+
+    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
+        self.inner.internal_error(stream, exc)
+
+    def fault(self, stream: Pipeline, fault: Fault) -> None:
+        self.inner.fault(stream, fault)
+
+    def note(self, stream: Pipeline, text: str) -> None:
+        self.inner.note(stream, text)
+
+    def finished(self, stream: Pipeline, error: str | None) -> None:
+        try:
+            self.inner.finished(stream, error)
+        finally:
+            try:
+                session = stream.session
+                repairs = dict(stream.repairer.changes) if stream.repairer is not None else None
+                self.exporter.stream(stream.report(), self.request, event_times=session.event_times,
+                                     started_at=session.started_at, ended_at=stream.ended_at, repairs=repairs,
+                                     flow_id=stream.flow_id)
+            except Exception as exc:
+                if not Watch._failed:
+                    Watch._failed = True
+                    logger.warning("ssemedic: a stream could not be exported to OpenTelemetry (%r); "
+                                   "the traffic is not affected", exc)
+
+
+def export_captures(url: str, captures: Sequence[Capture], *, provider: str | None = None,
+                    service: str | None = None, timeout: float = SHUTDOWN_SECONDS) -> str | None:
+    """Export recorded streams with their recorded timings; a one-line problem, or None when all went out."""
+    from .report import build
+
+    exporter = Exporter(url, service=service)
+    try:
+        for capture in captures:
+            session = capture.session(provider=provider)
+            report = build(capture, provider=provider, session=session)
+            request = capture.request or telemetry.Request(capture.method, capture.path)
+            exporter.stream(report, request, event_times=session.event_times, started_at=capture.started_at,
+                            ended_at=capture.closed_at if capture.started_at is not None else None)
+    finally:
+        flushed = exporter.close(timeout)
+    if exporter.health.ever_failed or not flushed:
+        reason = f": {exporter.health.reason}" if exporter.health.reason else ""
+        return f"OpenTelemetry export to {url} failed{reason}"
+    return None
