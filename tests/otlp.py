@@ -114,9 +114,9 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def receiver() -> Iterator[tuple[str, Received]]:
-    """An OTLP/HTTP receiver on 127.0.0.1: yields its base URL and what it received."""
-    server = _Server(("127.0.0.1", 0), _Handler)
+def receiver(port: int = 0) -> Iterator[tuple[str, Received]]:
+    """An OTLP/HTTP receiver on 127.0.0.1 (on ``port``, 0: any free one): yields its base URL and what it received."""
+    server = _Server(("127.0.0.1", port), _Handler)
     server.received = Received()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

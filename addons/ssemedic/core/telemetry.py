@@ -256,7 +256,7 @@ def _own(report: Mapping[str, Any], timing: Mapping[str, Any], repairs: Mapping[
     if tool_calls:
         out["ssemedic.tool_calls"] = tool_calls  # names only: the arguments are content
     if repairs:
-        out["ssemedic.repairs"] = [f"{kind}×{count}" for kind, count in repairs.items()]
+        out["ssemedic.repairs"] = [f"{kind}×{count}" for kind, count in sorted(repairs.items())]
     if report.get("aborted"):
         out["ssemedic.aborted"] = str(report["aborted"])
     if report.get("recording") is not None:
