@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ssemedic")
 
 #: How long shutdown waits for the last spans and metrics to go out.
-SHUTDOWN_SECONDS = 5.0
+SHUTDOWN_SECONDS = 3.0
 #: The service.name when neither the option nor OTEL_SERVICE_NAME names one.
 DEFAULT_SERVICE = "ssemedic"
 #: What to install for this.
@@ -109,11 +110,21 @@ class Health:
         self._failing: set[str] = set()
         #: Whether any export failed (``report --otlp`` exits non-zero then).
         self.ever_failed = False
-        #: What the SDK last said about a failure (its lines are not logged).
+        #: The gist of what the SDK said about the last failure (its own lines are not logged).
         self.reason = ""
+        self._said: str | None = None
+
+    def said(self, message: str) -> None:
+        """A line the SDK logged while exporting (the first of an export is the telling one)."""
+        with self._lock:
+            if self._said is None:
+                self._said = message
 
     def result(self, signal: str, ok: bool) -> None:
         with self._lock:
+            said, self._said = self._said, None
+            if not ok and said is not None:
+                self.reason = _gist(said)
             if ok == (signal not in self._failing):
                 return
             if ok:
@@ -121,7 +132,7 @@ class Health:
             else:
                 self._failing.add(signal)
                 self.ever_failed = True
-            reason = self.reason
+            reason = self.reason if not ok else ""
         if ok:
             logger.info("ssemedic: OpenTelemetry export of %s to %s works again", signal, self.url)
         else:
@@ -139,10 +150,23 @@ class _Quiet(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            self.health.reason = " ".join(record.getMessage().split())[:200]
+            self.health.said(record.getMessage())
         except Exception:
             pass
         return False
+
+
+#: What says most about a failed export in the SDK's lines: an OS error or an HTTP status.
+_GIST = re.compile(r"\[Errno -?\d+\] [^'\")]+|code: \d+, reason: [^,]+")
+
+
+def _gist(message: str) -> str:
+    found = _GIST.search(message)
+    if found:
+        return found.group()
+    if "timeout" in message or "timed out" in message:
+        return "no answer within the export timeout"
+    return " ".join(message.split())[:160]
 
 
 class Exporter:
