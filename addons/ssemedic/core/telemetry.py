@@ -261,6 +261,8 @@ def _own(report: Mapping[str, Any], timing: Mapping[str, Any], repairs: Mapping[
         out["ssemedic.aborted"] = str(report["aborted"])
     if report.get("recording") is not None:
         out["ssemedic.recording_cut"] = True
+    if report.get("source"):
+        out["ssemedic.source"] = str(report["source"])  # the request line, or the file and flow number
     if flow_id:
         out["ssemedic.flow_id"] = flow_id
     return out

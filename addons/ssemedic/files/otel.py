@@ -120,6 +120,11 @@ class Health:
             if self._said is None:
                 self._said = message
 
+    def why(self) -> str:
+        """The gist of the last failure, or of what the SDK says about the export under way."""
+        with self._lock:
+            return self.reason or (_gist(self._said) if self._said is not None else "")
+
     def result(self, signal: str, ok: bool) -> None:
         with self._lock:
             said, self._said = self._said, None
@@ -246,8 +251,9 @@ class Exporter:
         """A sink for one live stream: ``sink`` as before, and the stream exported when it is finished."""
         return Watch(sink, self, request)
 
-    def close(self, timeout: float = SHUTDOWN_SECONDS) -> bool:
-        """Flush what is queued and stop, within ``timeout`` seconds; False if that was not enough."""
+    def close(self, timeout: float = SHUTDOWN_SECONDS, *, log: bool = True) -> bool:
+        """Flush what is queued and stop, within ``timeout`` seconds; False if that was not enough
+        (and said in the log, with ``log``)."""
         if self.closed:
             return True
         self.closed = True
@@ -262,7 +268,7 @@ class Exporter:
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
         flushed = not any(thread.is_alive() for thread in threads)
-        if not flushed:
+        if not flushed and log:
             logger.warning("ssemedic: OpenTelemetry export to %s did not finish within %g s at shutdown; "
                            "what was still queued is lost", self.url, timeout)
         for name in _SDK_LOGGERS:
@@ -384,8 +390,8 @@ def export_captures(url: str, captures: Sequence[Capture], *, provider: str | No
             exporter.stream(report, request, event_times=session.event_times, started_at=capture.started_at,
                             ended_at=capture.closed_at if capture.started_at is not None else None)
     finally:
-        flushed = exporter.close(timeout)
+        flushed = exporter.close(timeout, log=False)
     if exporter.health.ever_failed or not flushed:
-        reason = f": {exporter.health.reason}" if exporter.health.reason else ""
-        return f"OpenTelemetry export to {url} failed{reason}"
+        why = exporter.health.why() or f"not done within {timeout:g} s"
+        return f"OpenTelemetry export to {url} failed: {why}"
     return None
