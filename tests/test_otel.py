@@ -210,3 +210,24 @@ def test_export_after_close_is_dropped_quietly() -> None:
         assert exporter.close()
         exporter.stream(REPORT, telemetry.Request(), started_at=1000.0, ended_at=1000.006)
         assert received.spans() == []
+
+
+def test_live_streams_are_queued_for_the_worker_never_waited_for(monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    monkeypatch.setattr(otel, "MAX_QUEUED_STREAMS", 3)
+    release = threading.Event()
+    with receiver() as (url, _):
+        exporter = otel.Exporter(url)
+        monkeypatch.setattr(exporter, "export", lambda data: release.wait(10))  # a worker that is busy
+        began = time.monotonic()
+        for _ in range(10):
+            exporter.stream(REPORT, telemetry.Request(), started_at=1000.0, ended_at=1000.006)
+        assert time.monotonic() - began < 0.5  # nothing waited for the busy worker
+        assert 6 <= exporter.dropped <= 7  # one in the worker's hands, three queued
+        release.set()
+        assert exporter.close()
+    assert [r.getMessage() for r in caplog.records if "falls behind" in r.getMessage()] == [
+        "ssemedic: OpenTelemetry export falls behind (3 streams queued): streams are dropped from it until "
+        "it catches up"]

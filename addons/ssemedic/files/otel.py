@@ -4,9 +4,11 @@ protobuf exporters (the optional ``ssemedic[otel]`` extra). The addon uses it
 live, ``ssemedic report --otlp`` for recordings.
 
 Strategy: nothing here may cost the traffic time. On mitmproxy's event loop
-a finished stream only becomes a span handed to the SDK's
-BatchSpanProcessor (an append to its bounded queue; when full, the oldest
-span is dropped) and a few histogram records. The SDK's own threads send
+a finished stream's report is only queued (at most MAX_QUEUED_STREAMS) for
+this exporter's worker thread, which maps it to a span and metric points
+(one histogram record per event: a long stream takes that thread a while)
+and hands them to the SDK: the span to its BatchSpanProcessor's bounded
+queue (when full, the oldest span is dropped). The SDK's own threads send
 batches (spans) and periodic collections (metrics) over HTTP, so a
 collector that is down, slow or never answers holds up those threads only.
 Each export's result goes through a watching exporter that logs the first
@@ -20,7 +22,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import functools
 import os
+import queue
 import re
 import threading
 import time
@@ -44,6 +48,8 @@ logger = logging.getLogger("ssemedic")
 
 #: How long shutdown waits for the last spans and metrics to go out.
 SHUTDOWN_SECONDS = 3.0
+#: Finished streams that may wait for the export worker; past this, live streams are not exported.
+MAX_QUEUED_STREAMS = 1024
 #: The service.name when neither the option nor OTEL_SERVICE_NAME names one.
 DEFAULT_SERVICE = "ssemedic"
 #: What to install for this.
@@ -214,11 +220,26 @@ class Exporter:
                 self._histograms[spec.name] = meter.create_histogram(
                     spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=spec.buckets)
         self.closed = False
+        #: Finished streams waiting for the worker, at most MAX_QUEUED_STREAMS (None: stop).
+        self._queue: queue.Queue[functools.partial[None] | None] = queue.Queue(MAX_QUEUED_STREAMS)
+        self.dropped = 0
+        self._worker = threading.Thread(target=self._work, name="ssemedic-otel", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                job()
+            except Exception as exc:
+                if not self._failed_once:
+                    self._failed_once = True
+                    logger.warning("ssemedic: a stream could not be exported to OpenTelemetry (%r); "
+                                   "the traffic is not affected", exc)
+
+    _failed_once = False
 
     def export(self, data: telemetry.Telemetry) -> None:
         """Hand one stream's span and metric points to the SDK (never blocks on the network)."""
-        if self.closed:
-            return
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         span = data.span
@@ -241,8 +262,26 @@ class Exporter:
 
     def stream(self, report: Mapping[str, Any], request: telemetry.Request, *, event_times: Sequence[float] = (),
                started_at: float | None = None, ended_at: float | None = None,
-               repairs: Mapping[str, int] | None = None, flow_id: str | None = None) -> None:
-        """Export one stream's report (credentials are taken out first, whatever the options)."""
+               repairs: Mapping[str, int] | None = None, flow_id: str | None = None, wait: bool = False) -> None:
+        """Export one stream's report (credentials are taken out first, whatever the options).
+
+        The work is done by this exporter's worker thread: the caller only
+        queues it. With ``wait`` (offline) a full queue is waited for; live,
+        the stream is dropped instead (and that said once)."""
+        if self.closed:
+            return
+        job = functools.partial(self._stream, report, request, event_times, started_at, ended_at, repairs, flow_id)
+        try:
+            self._queue.put(job, block=wait)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1:
+                logger.warning("ssemedic: OpenTelemetry export falls behind (%d streams queued): streams are "
+                               "dropped from it until it catches up", MAX_QUEUED_STREAMS)
+
+    def _stream(self, report: Mapping[str, Any], request: telemetry.Request, event_times: Sequence[float],
+                started_at: float | None, ended_at: float | None, repairs: Mapping[str, int] | None,
+                flow_id: str | None) -> None:
         self.export(telemetry.build(redact_data(dict(report)), request, event_times=event_times,
                                     started_at=started_at, ended_at=ended_at, repairs=repairs, flow_id=flow_id,
                                     content=self.content))
@@ -258,6 +297,11 @@ class Exporter:
             return True
         self.closed = True
         deadline = time.monotonic() + timeout
+        try:  # the worker ends once it has handed what is queued to the SDK
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._worker.join(max(deadline - time.monotonic(), 0.0))
         threads = [
             threading.Thread(target=self._tracer_provider.shutdown, name="ssemedic-otel-spans", daemon=True),
             threading.Thread(target=self._meter_provider.shutdown, kwargs={"timeout_millis": timeout * 1000},
@@ -388,7 +432,7 @@ def export_captures(url: str, captures: Sequence[Capture], *, provider: str | No
             report = build(capture, provider=provider, session=session)
             request = capture.request or telemetry.Request(capture.method, capture.path)
             exporter.stream(report, request, event_times=session.event_times, started_at=capture.started_at,
-                            ended_at=capture.closed_at if capture.started_at is not None else None)
+                            ended_at=capture.closed_at if capture.started_at is not None else None, wait=True)
     finally:
         flushed = exporter.close(timeout, log=False)
     if exporter.health.ever_failed or not flushed:
