@@ -34,6 +34,7 @@ def test_request_model_comes_from_the_body_or_the_path() -> None:
     assert request_model("/v1/chat/completions", b'{"model": 3}') is None
     assert request_model("/v1/chat/completions", b'{"model": "x"') is None  # not JSON
     assert request_model("/v1/chat/completions", b'["model"]') is None
+    assert request_model("/v1/chat/completions", b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}") is None
 
 
 @pytest.mark.parametrize(("provider", "path", "name"), [

@@ -100,7 +100,7 @@ def request_model(path: str, body: bytes | None) -> str | None:
         return None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # hostile input is not our error: no model, then
         return None
     model = data.get("model") if isinstance(data, dict) else None
     return model if isinstance(model, str) and model else None
