@@ -18,25 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import providers
+
 #: An attribute value as OpenTelemetry takes it.
 Value = str | bool | int | float | Sequence[str]
 Attributes = dict[str, Value]
 
-#: gen_ai.provider.name per ssemedic provider: the semantic conventions' own
-#: names where they have one, else ssemedic's.
-PROVIDER_NAMES = {
-    "openai-chat": "openai",
-    "openai-responses": "openai",
-    "anthropic": "anthropic",
-    "gemini": "gcp.gemini",
-    "bedrock": "aws.bedrock",
-    "cohere": "cohere",
-}
-
-#: gen_ai.operation.name per ssemedic provider (chat unless named here).
-OPERATIONS = {"gemini": "generate_content", "letta": "invoke_agent", "mcp": "execute_tool"}
-#: Paths of plain text completion (a prompt, not messages).
-_TEXT_COMPLETION = re.compile(r"(?<!chat)/completions/?$|/api/generate/?$")
 #: Where the path names the model (Gemini, Bedrock).
 _MODEL_IN_PATH = re.compile(r"/models/(?P<gemini>[^/:]+):|/model/(?P<bedrock>[^/]+)/")
 
@@ -107,10 +94,17 @@ def request_model(path: str, body: bytes | None) -> str | None:
 
 
 def operation(provider: str, path: str) -> str:
-    """gen_ai.operation.name for a stream of ``provider`` at ``path``."""
-    if provider in OPERATIONS:
-        return OPERATIONS[provider]
-    return "text_completion" if _TEXT_COMPLETION.search(path.split("?", 1)[0]) else "chat"
+    """gen_ai.operation.name for a stream of ``provider`` at ``path`` (the provider's rule)."""
+    return _rules(provider).operation(path.split("?", 1)[0])
+
+
+def provider_name(provider: str) -> str:
+    """gen_ai.provider.name: the conventions' name of ``provider``, else ssemedic's."""
+    return _rules(provider).semconv_name or provider
+
+
+def _rules(provider: str) -> providers.Provider:
+    return providers.get(provider if provider in providers.names() else providers.GENERIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +188,7 @@ def build(
     op = operation(provider, request.path)
     timing = report.get("timing") or {}
     usage = report.get("usage")
-    common: Attributes = {"gen_ai.operation.name": op, "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider)}
+    common: Attributes = {"gen_ai.operation.name": op, "gen_ai.provider.name": provider_name(provider)}
     if request.model:
         common["gen_ai.request.model"] = request.model
     if report.get("model"):
