@@ -369,6 +369,7 @@ class StreamSession:
             "finish_reason": message["finish_reason"],
             "errors": message["errors"],
             "model": message["model"],
+            "response_id": message["response_id"],
             "chars": message["chars"],
             "cut": message["cut"],
             "complete": self.complete,

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..core import providers
-from . import replay
+from . import otel, replay
 from . import redact as redaction
 from ..core.describe import printable_data
 from ..core.events import dumps
@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         "--max-text", type=int, default=2000, metavar="N",
         help="show at most N characters of text per field (0: all; rich output only)",
     )
+    report.add_argument(
+        "--otlp", metavar="URL", type=_otlp_url,
+        help="also export each stream as an OpenTelemetry span (with its recorded timings) and metrics "
+        "to this OTLP/HTTP base URL, e.g. http://127.0.0.1:4318 (needs pip install 'ssemedic[otel]')",
+    )
     replay_parser = commands.add_parser("replay", help=replay.HELP, description=replay.DESCRIPTION)
     replay.add_arguments(replay_parser)
     redact_parser = commands.add_parser(
@@ -66,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     faults.add_argument("--json", action="store_true", help="print a JSON list")
     return parser
+
+
+def _otlp_url(value: str) -> str:
+    try:
+        return otel.check_url(value, empty=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _faults(args: argparse.Namespace) -> int:
@@ -90,6 +102,7 @@ def _report(args: argparse.Namespace) -> int:
     """Exit status: 2 if a file could not be read at all, else 1 if one was
     damaged (its readable streams are still reported), else 0."""
     reports: list[dict[str, Any]] = []
+    captures = []
     failed = damaged = False
     for path in args.paths:
         try:
@@ -99,6 +112,7 @@ def _report(args: argparse.Namespace) -> int:
             failed = True
             continue
         reports.extend(build(stream, provider=args.provider) for stream in read.streams)
+        captures += read.streams if args.otlp else []
         if read.damage is not None:
             before = read.damage.flow - 1
             them = "the flow before it is" if before == 1 else f"the {before} flows before it are"
@@ -112,6 +126,9 @@ def _report(args: argparse.Namespace) -> int:
             sys.stdout.write(text[start : start + (1 << 16)])
     elif reports or not failed:
         render([printable_data(r) for r in reports], Console(highlight=False), max_text=args.max_text)
+    if args.otlp and (problem := otel.export_captures(args.otlp, captures, provider=args.provider)):
+        print(f"ssemedic: error: {problem}", file=sys.stderr)
+        failed = True
     return 2 if failed else 1 if damaged else 0
 
 

@@ -14,6 +14,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from ..core.describe import trim
+from ..core.session import StreamSession
 
 try:
     # Private to rich, but it is the very function Text.wrap cuts lines with;
@@ -27,9 +28,9 @@ from .sources import Capture
 #: How a fault's severity is painted (rich style names), in the panel and the live log.
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
-def build(stream: Capture, *, provider: str | None = None) -> dict[str, Any]:
-    """Run ``stream`` through a session and return its report object."""
-    session = stream.session(provider=provider)
+def build(stream: Capture, *, provider: str | None = None, session: StreamSession | None = None) -> dict[str, Any]:
+    """Run ``stream`` through a session (unless given one it ran) and return its report object."""
+    session = session if session is not None else stream.session(provider=provider)
     report: dict[str, Any] = {"source": stream.label, "status": stream.status}
     report.update(session.summary())
     if all(at is None for _, at in stream.chunks):

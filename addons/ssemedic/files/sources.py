@@ -23,6 +23,7 @@ from ..core.eventstream import valid_prelude
 from ..core.framing import MEDIA_TYPES, framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..core import recording
+from ..core import telemetry
 from ..core.recording import METADATA_KEY
 
 __all__ = [
@@ -111,6 +112,8 @@ class Capture:
     #: Why the body cannot be decoded (its Content-Encoding), or None. Such a
     #: body is not inspected: parsing compressed bytes would only invent faults.
     undecodable: str | None = None
+    #: The request facts an OpenTelemetry span needs (flows only).
+    request: telemetry.Request | None = None
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
@@ -454,4 +457,6 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
         client_gone=is_client_disconnect(flow.error.msg if flow.error else None),
         cut=recorded.cut,
         undecodable=undecodable,
+        request=telemetry.Request(request.method, request.path, request.host, request.port,
+                                  telemetry.request_model(request.path, request.get_content(strict=False))),
     )

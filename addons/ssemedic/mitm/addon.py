@@ -22,6 +22,7 @@ from ..core.diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from ..core import providers
 from ..core.providers import detect_from_request
 from ..files.redact import redact_flow_or_drop, redact_url
+from ..files import otel
 from ..core.inject import Injection, parse_injections
 from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
 from ..core.framing import MEDIA_TYPES, framing_for_content_type
@@ -58,6 +59,8 @@ class Medic:
         self._unsent: dict[str, _Unsent] = {}
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
+        self.otel: otel.Exporter | None = None
+        self._otel_config: tuple[str, str, bool] = ("", otel.DEFAULT_SERVICE, False)
 
     # -- options ------------------------------------------------------------
 
@@ -120,6 +123,21 @@ class Medic:
             "ssemedic_max_text", str, "200",
             "How many characters of text ssemedic shows per log line and summary field; 0 shows all.",
         )
+        loader.add_option(
+            "ssemedic_otlp", str, "",
+            "Export one OpenTelemetry span per inspected stream, and GenAI metrics, to this OTLP/HTTP base URL "
+            "(e.g. http://127.0.0.1:4318; needs pip install 'ssemedic[otel]'). Batched off the proxy's path: "
+            "a collector that is down costs the traffic nothing. OTEL_EXPORTER_OTLP_* variables apply. Empty: off.",
+        )
+        loader.add_option(
+            "ssemedic_otlp_service", str, otel.DEFAULT_SERVICE,
+            "The service.name of the exported spans and metrics (this default yields to OTEL_SERVICE_NAME).",
+        )
+        loader.add_option(
+            "ssemedic_otlp_content", str, "false",
+            "Put the answer's text and tool-call arguments in the spans (gen_ai.output.messages). "
+            "Credentials are never exported.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         # Every updated option is parsed before any is applied, so a bad value
@@ -147,6 +165,9 @@ class Medic:
         stall_after = parsed("ssemedic_stall", _stall, self.stall_after)
         filter_ = parsed("ssemedic_filter", _filter, self.filter)
         every = parsed("ssemedic_keepalive", _keepalive, self.keepalive)
+        otel_config = (parsed("ssemedic_otlp", otel.check_url, self._otel_config[0]),
+                       parsed("ssemedic_otlp_service", str, self._otel_config[1]),
+                       parsed("ssemedic_otlp_content", _flag, self._otel_config[2]))
         # Opened last, so that a refused setting creates no file.
         jsonl = self._jsonl if problems else parsed("ssemedic_jsonl", _open_jsonl, self._jsonl)
         if problems:
@@ -159,6 +180,11 @@ class Medic:
         self.repair_on, self.redact_on, self.repairs = repair_on, redact_on, repairs
         self.letta_shape, self.injections = shape, injections
         self.stall_after, self.filter, self.keepalive = stall_after, filter_, every
+        if otel_config != self._otel_config:
+            self._close_otel()
+            self._otel_config = otel_config
+            self.otel = otel.Exporter(otel_config[0], service=otel_config[1], content=otel_config[2]) \
+                if otel_config[0] else None
         self._rebuild_reporter()
 
     def running(self) -> None:
@@ -181,6 +207,7 @@ class Medic:
         self.backlog.abandon()
         self.reporter.close()
         self._close_jsonl()
+        self._close_otel()
 
     # -- hooks ----------------------------------------------------------------
 
@@ -303,7 +330,7 @@ class Medic:
             status=f.response.status_code,
             response_headers=response_headers or dict(f.response.headers.items()),
             started_at=f.request.timestamp_start,
-            sink=reporter or self.reporter,
+            sink=reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter),
             clock=self.clock,
             sniff=sniff,
             stall_after=self.stall_after,
@@ -383,6 +410,11 @@ class Medic:
             defer=_call_soon(),
             redact=self.redact_on,
         )
+
+    def _close_otel(self) -> None:
+        if self.otel is not None:
+            self.otel.close()  # bounded: see files/otel.py
+            self.otel = None
 
     def _close_jsonl(self) -> None:
         if self._jsonl is not None:

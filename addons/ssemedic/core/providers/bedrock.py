@@ -292,6 +292,7 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="bedrock",
+    semconv_name="aws.bedrock",
     interpreter=BedrockInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,
