@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_per_event = (bench_proxy.cpu_ns(proxy.proc.pid) - before) / concurrent / 1e3
             stop(proxy.proc)  # SIGINT: mitmdump shuts down and the addon's done() writes its file
             if not out.with_suffix(suffix).exists():
-                raise BenchError(f"the profiled mitmdump wrote no {suffix} file:\n{bench_proxy.tail(workdir / proxy.name)}")
+                raise BenchError(f"the profiled mitmdump wrote no {suffix} file:\n{bench_proxy.tail(proxy.log or workdir)}")
             bench_proxy.check_log(proxy)
         report(args, out, events, cpu_per_event)
     except BenchError as exc:
