@@ -196,6 +196,10 @@ class Writer:
 # -- what the view needs from a session -----------------------------------------------
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' * (n != 1)}"
+
+
 def _ms(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds * 1000:,.1f} ms"
 
@@ -310,7 +314,8 @@ def verdict(out: Writer, session: StreamSession, cut_note: str | None = None) ->
     else:
         out.field(0, "faults", "none")
     timing = session.timing()
-    out.field(0, "size", f"{session.event_count:,} events · {session.bytes:,} bytes · {timing.chunks:,} chunks")
+    out.field(0, "size", f"{_count(session.event_count, 'event')} · {_count(session.bytes, 'byte')} · "
+                         f"{_count(timing.chunks, 'chunk')}")
     if all(v is None for v in (timing.ttfb, timing.ttft, timing.duration, timing.gap_max)):
         out.field(0, "timing", "unknown (no chunk timeline)")
         return

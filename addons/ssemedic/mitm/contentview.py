@@ -29,9 +29,10 @@ PRIORITY = 2.0
 SNIFF_BYTES = 4096
 #: How many events get a line of their own; the rest are only counted.
 MAX_EVENT_LINES = 5000
-#: The columns every line of the view fits: mitmweb's pane at its default
-#: size, and a 104-column terminal under mitmdump's 4-column indent.
-WIDTH = 100
+#: The columns every line of the view fits: mitmweb's detail pane beside the
+#: flow list on a laptop screen, and a 92-column terminal under mitmdump's
+#: 4-column indent.
+WIDTH = 88
 
 
 # -- choosing the view ------------------------------------------------------------
