@@ -85,20 +85,34 @@ def shorten(text: str, room: int) -> str:
 
 def wrap(text: str, room: int) -> list[str]:
     """``text`` (one line) broken into lines of at most ``room`` columns, at
-    spaces where it can, inside a word where it must."""
+    spaces where it can, inside a word where it must. Linear in ``text``:
+    a kept message can be a million characters on one line."""
     room = max(room, 1)
+    if text.isascii() and len(text) <= room:
+        return [text]
     lines: list[str] = []
-    while cells(text) > room:
-        head = _take(text, room)
-        cut = head.rfind(" ")
-        if cut > 0:
-            lines.append(head[:cut])
-            text = text[cut + 1 :]
+    start = 0
+    while start < len(text):
+        # Take what fits from ``start``; it ends at ``end``.
+        used, end = 0, start
+        while end < len(text):
+            width = _cell(text[end])
+            if used + width > room:
+                break
+            used += width
+            end += 1
+        if end >= len(text):
+            lines.append(text[start:])
+            break
+        end = max(end, start + 1)  # a character wider than the room still goes somewhere
+        cut = text.rfind(" ", start + 1, end + 1)  # a space just past the room breaks there too
+        if cut > start:
+            lines.append(text[start:cut])
+            start = cut + 1
         else:
-            lines.append(head)
-            text = text[len(head) :]
-    lines.append(text)
-    return lines
+            lines.append(text[start:end])
+            start = end
+    return lines or [""]
 
 
 # -- YAML scalars ---------------------------------------------------------------------
