@@ -262,7 +262,7 @@ def test_an_unknown_format_is_not_called_complete() -> None:
     assert text.splitlines()[:5] == ["verdict: unjudged", "provider: generic (sse)",
                                      "complete: false  # unknown format: no terminal signal to check",
                                      "faults: none", "size: 1 event · 22 bytes · 1 chunk"]
-    assert text.splitlines()[-1] == "  0:    ping  (no meaning) data '{}'"
+    assert text.splitlines()[-1] == "  0:  ping  (no meaning) data '{}'"  # no marks: no marks column
 
 
 def test_events_beyond_the_line_cap_are_counted_not_listed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -497,7 +497,7 @@ def event_table(out: Writer, session: StreamSession, records: Sequence[EventReco
     for key, cols, meaning in rows:
         # The time columns are right-aligned, the rest left-aligned.
         aligned = [c.rjust(w) if i < len(cols) - 2 else c + " " * (w - cells(c))
-                   for i, (c, w) in enumerate(zip(cols, col_widths))]
+                   for i, (c, w) in enumerate(zip(cols, col_widths)) if w]  # no marks at all: no column
         lead = "  " + key.ljust(key_width) + " "
         out.lines.append(lead + _row("  ".join(aligned), meaning, out.width - cells(lead)))
     if session.event_count > len(records):
