@@ -208,5 +208,5 @@ def test_flow_detail_4_prints_the_view(tmp_path: Path) -> None:
     assert "    provider: openai-chat (sse)" in view
     assert "    complete: false  # no terminal signal" in view
     assert any(line.startswith("      - error truncated: ") for line in view)
-    assert "    events:" in view and "    timeline:" in view
+    assert "    events:" in view and "    arrivals:" in view
     assert max(cells(line) for line in view) <= 4 + WIDTH  # the dumper indents by 4

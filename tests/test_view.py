@@ -54,7 +54,7 @@ def test_verdict_comes_first_and_no_line_is_wider_than_the_width(name: str, widt
     keys = top_keys(text)
     assert keys[:2] == ["verdict", "provider"]
     assert keys.index("complete") < keys.index("faults") < keys.index("message")
-    assert keys[-3:] == ["message", "timeline", "events"]
+    assert keys[-3:] == ["message", "arrivals", "events"]
     widest = max(text.splitlines(), key=columns)
     assert columns(widest) <= width, widest
 
@@ -93,7 +93,7 @@ def test_a_healthy_stream_shows_reasoning_text_and_usage() -> None:
     text = text_of("healthy")
     assert text.startswith("verdict: healthy · 2 warnings, 2 infos\n")  # TCP splits: listed, not degrading
     assert "\ncomplete: true\n" in text
-    message = text[text.index("\nmessage:\n"):text.index("\ntimeline:\n")]
+    message = text[text.index("\nmessage:\n"):text.index("\narrivals:\n")]
     assert "\n  text: |-\n    Привет! 👋 Ответ появляется по частям" in message
     assert "\n  reasoning: |-\n    Пользователь спрашивает" in message
     assert "  stop: stop · [DONE] · complete" in message

@@ -414,7 +414,7 @@ def timeline(out: Writer, session: StreamSession, origin: float | None) -> None:
         origin = chunk_times[0]
     timing = session.timing()
     if origin is None or not chunk_times:
-        out.field(0, "timeline", "unknown (no chunk timeline)")
+        out.field(0, "arrivals", "unknown (no chunk timeline)")
         return
     lead = "  chunks: '"
     columns = out.width - cells(lead) - 1
@@ -424,7 +424,7 @@ def timeline(out: Writer, session: StreamSession, origin: float | None) -> None:
     span = max(end - origin, 1e-9)
     step = span / columns
     stall = session.diagnoser.stall_after
-    out.key(0, "timeline", f"{_ms(0)} to {_ms(span)} in {columns} columns of {_ms(step)}; "
+    out.key(0, "arrivals", f"{_ms(0)} to {_ms(span)} in {columns} columns of {_ms(step)}; "
             f"bar height: how many arrived in the column; {QUIET} none; {STALL} inside a stall "
             f"(over {stall:g} s); B the first byte, T the first token")
     stalled = [False] * columns
