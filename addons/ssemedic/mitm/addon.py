@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from mitmproxy import command, connection, ctx, exceptions, flow, flowfilter, http
+from mitmproxy import command, connection, ctx, exceptions, flow, flowfilter, hooks, http
 
 from ..core import recording
 from ..core.pipeline import Backlog, Pipeline
+from .marking import MarkingSink, mark
 from .output import LOG_LEVELS, Reporter
 from ..core.headers import plan as header_plan
 from ..core.diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
@@ -55,6 +56,7 @@ class Medic:
         self.repair_on = False
         self.redact_on = True
         self.keepalive = 0.0
+        self.mark_on = True
         self._live: dict[str, http.HTTPFlow] = {}
         self._unsent: dict[str, _Unsent] = {}
         self._jsonl: IO[str] | None = None
@@ -110,6 +112,12 @@ class Medic:
             "selected or not. The traffic itself passes unchanged.",
         )
         loader.add_option(
+            "ssemedic_mark", str, "true",
+            "Mark the flows whose stream has an error-level fault (⚠) and add a comment naming "
+            "the faults (\"ssemedic: truncated\"), so ~marked and ~comment filter them. A marker "
+            "already set stays, a comment already there keeps its text (ssemedic's line is added).",
+        )
+        loader.add_option(
             "ssemedic_stall", str, "10",
             "Seconds of silence (no event and no keep-alive comment) that ssemedic reports as a stall.",
         )
@@ -159,6 +167,7 @@ class Medic:
         # it cannot parse a --set value for it, so they are parsed here instead.
         repair_on = parsed("ssemedic_repair", _flag, self.repair_on)
         redact_on = parsed("ssemedic_redact", _flag, self.redact_on)
+        mark_on = parsed("ssemedic_mark", _flag, self.mark_on)
         repairs = parsed("ssemedic_repairs", parse_repairs, self.repairs)
         shape = parsed("ssemedic_letta_shape", _letta_shape, self.letta_shape)
         injections = parsed("ssemedic_inject", parse_injections, self.injections)
@@ -178,6 +187,7 @@ class Medic:
             self._jsonl = jsonl
         self.log_level, self.max_text = log_level, max_text
         self.repair_on, self.redact_on, self.repairs = repair_on, redact_on, repairs
+        self.mark_on = mark_on
         self.letta_shape, self.injections = shape, injections
         self.stall_after, self.filter, self.keepalive = stall_after, filter_, every
         if otel_config != self._otel_config:
@@ -318,9 +328,10 @@ class Medic:
 
     def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
                     repairs: frozenset[Repair] = frozenset(),
-                    response_headers: dict[str, str] | None = None) -> Pipeline:
+                    response_headers: dict[str, str] | None = None, at_once: bool = False) -> Pipeline:
         assert f.response is not None
         url = f.request.pretty_url
+        sink = reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter)
         stream = Pipeline(
             flow_id=f.id,
             label=f"{f.request.method} {redact_url(url) if self.redact_on else url}",
@@ -330,13 +341,13 @@ class Medic:
             status=f.response.status_code,
             response_headers=response_headers or dict(f.response.headers.items()),
             started_at=f.request.timestamp_start,
-            sink=reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter),
+            sink=MarkingSink(sink, lambda stream: self._mark(f, stream)),
             clock=self.clock,
             sniff=sniff,
             stall_after=self.stall_after,
             repairs=repairs,
             letta_shape=self.letta_shape,
-            defer=_call_soon() if reporter is None else None,
+            defer=_call_soon() if reporter is None and not at_once else None,
             backlog=self.backlog,
             injections=self.injections if reporter is None and not sniff else None,
         )
@@ -386,7 +397,9 @@ class Medic:
     def _inspect_whole(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
         """Run a stored flow through a Pipeline, with its recorded timeline if any."""
         assert f.response is not None and f.response.raw_content is not None
-        stream = self._new_stream(f, reporter=reporter)
+        # Inspected at once when marking, unless server replay waits on it: the
+        # dumper's filter and -w, later in this hook, see the mark then.
+        stream = self._new_stream(f, reporter=reporter, at_once=self.mark_on and f.is_replay != "response")
         recorded = recording.read(f)
         if recorded.problem is not None:
             stream.notes.append(f"{recorded.problem}: timings unavailable")
@@ -399,6 +412,14 @@ class Medic:
         for data, at in recorded.chunks:
             stream.receive(data, at)
         stream.end(recorded.ended_at, error=f.error.msg if f.error else None)
+
+    def _mark(self, f: http.HTTPFlow, stream: Pipeline) -> None:
+        """The stream's end was diagnosed: mark ``f`` if it is broken. A mark
+        set after the flow's hooks is shown through an update hook."""
+        if self.mark_on and mark(f, stream.session.faults):
+            defer, master = _call_soon(), ctx.master
+            if defer is not None:
+                defer(lambda: master.addons.trigger(hooks.UpdateHook([f])))
 
     def _rebuild_reporter(self) -> None:
         self.reporter.close()
