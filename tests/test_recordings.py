@@ -54,6 +54,51 @@ class Expect:
     reasoning: str = HEALTHY_REASONING
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: (tool_call_id, content) of each tool result (MCP's content items and structuredContent), checked when not None.
+    tool_results: list[tuple[str | None, str]] | None = None
+    #: The framing, checked when not None.
+    framing: str | None = None
+    #: Whether the provider's terminal signal arrived, checked when not None.
+    complete: bool | None = None
+
+
+# -- what the streams of #13 hold, read from the published bodies they serve ------
+#
+# Each is computed from the bytes the demo upstream serves (its tests/field/
+# bodies, its spec-built MCP and error streams) with plain json, never by
+# ssemedic: see scripts/demo_upstream.py for each source.
+
+
+def chat_text(body: bytes) -> str:
+    """The content deltas of an OpenAI chat SSE body (choice 0)."""
+    text = []
+    for block in body.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:]).get("choices", []):
+                    text.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(text)
+
+
+def gemini_array_text() -> str:
+    return "".join(part.get("text", "") for element in demo.gemini_array_elements()
+                   for part in json.loads(element)["candidates"][0]["content"]["parts"] if not part.get("thought"))
+
+
+def cohere_text() -> str:
+    payloads = [json.loads(line) for line in demo.chunk_lines(demo.field_body(demo.COHERE_FIELD))]
+    return "".join(p["delta"]["message"]["content"]["text"] for p in payloads if p["type"] == "content-delta")
+
+
+def openrouter_error() -> str:
+    body = demo.field_body(demo.OPENROUTER_FIELD).decode()
+    return next(json.loads(line[6:])["error"]["message"] for line in body.split("\n")
+                if line.startswith("data: ") and '"error"' in line)
+
+
+MCP_RESULTS = [(str(demo.MCP_REQUEST_ID), demo.MCP_RESULT["content"][0]["text"]),
+               (str(demo.MCP_REQUEST_ID), f"[resource link {demo.MCP_RESULT['content'][1]['uri']}]"),
+               (str(demo.MCP_REQUEST_ID), json.dumps(demo.MCP_RESULT["structuredContent"], ensure_ascii=False))]
 
 
 EXPECTED: dict[str, Expect] = {
@@ -83,6 +128,20 @@ EXPECTED: dict[str, Expect] = {
     # Bedrock sends neither Cache-Control: no-transform nor X-Accel-Buffering.
     "bedrock": Expect(HEADERS),
     "bedrock-invoke": Expect(HEADERS),
+    # The streams of #13 (scripts/demo_upstream.py names each source).
+    "gemini-array": Expect(HEADERS, gemini_array_text(), "", framing="jsonarray", complete=True),
+    "mcp": Expect(frozenset(), "", "", tool_results=MCP_RESULTS, framing="sse", complete=True),
+    "mcp-cut": Expect(frozenset({"truncated"}), "", "", tool_results=[], framing="sse", complete=False),
+    "cohere": Expect(HEADERS, cohere_text(), "", complete=True),
+    "azure": Expect(HEADERS, chat_text(demo.field_body(demo.AZURE_FIELD)), "", complete=True),
+    "azure-filtered": Expect(HEADERS | {"content-filtered"}, chat_text(demo.field_body(demo.AZURE_FILTERED_FIELD)),
+                             "", complete=True),
+    "openrouter": Expect(HEADERS | {"error-in-stream"}, chat_text(demo.field_body(demo.OPENROUTER_FIELD)), "",
+                         errors=[openrouter_error()]),
+    "llama-cpp-error": Expect(HEADERS | {"error-in-stream", "done-after-error"}, "", "",
+                              errors=[demo.LLAMA_CPP_ERROR["message"]], complete=False),
+    "vllm-error": Expect(HEADERS | {"error-in-stream", "done-after-error"}, demo.VLLM_TEXT, "",
+                         errors=[demo.VLLM_ERROR["message"]], complete=False),
     # Hostile payloads (scripts/demo_upstream.py HOSTILE_EVENTS): reported, and the rest of the stream kept.
     "hostile-surrogate": Expect(HEADERS | SPLITS, HEALTHY_TEXT + demo.HOSTILE_SURROGATE),
     "hostile-nan": Expect(HEADERS | SPLITS | {"invalid-json"}),
@@ -144,6 +203,12 @@ def check_message(summary: dict[str, Any], expect: Expect) -> None:
     assert summary["reasoning"] == expect.reasoning
     assert [(c["name"], json.loads(c["arguments"])) for c in summary["tool_calls"]] == expect.tool_calls
     assert [e["message"] for e in summary["errors"]] == expect.errors
+    if expect.tool_results is not None:
+        assert [(r["tool_call_id"], r["content"]) for r in summary["tool_results"]] == expect.tool_results
+    if expect.framing is not None:
+        assert summary["framing"] == expect.framing
+    if expect.complete is not None:
+        assert summary["complete"] is expect.complete
 
 
 # -- the library ------------------------------------------------------------------
@@ -210,7 +275,7 @@ def test_every_request_carries_credentials_as_a_client_sends_them() -> None:
         with flows_file(name).open("rb") as f:
             [flow] = list(FlowReader(f).stream())
         headers = {k.lower() for k in flow.request.headers}
-        assert headers & {"authorization", "x-api-key", "x-goog-api-key"}, name
+        assert headers & {"authorization", "x-api-key", "x-goog-api-key", "api-key"}, name
 
 
 def test_no_recording_holds_the_clients_key() -> None:
