@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e import MEDIC, ROOT, load_script, run_mitmdump
+from e2e import MEDIC, ROOT, load_script, mitmdump, run_mitmdump
 from mitmproxy.io import FlowReader
 
 from ssemedic.files import cli
@@ -393,3 +394,83 @@ def test_healthy_default_is_unchanged_by_the_clean_variant() -> None:
     assert demo.SCENARIOS["healthy"](demo.Call("m", True, 0.0)).headers == demo.SSE_HEADERS
     clean = demo.SCENARIOS["healthy-clean"](demo.Call("m", True, 0.0))
     assert b"".join(c for _, c in clean.chunks) == b"".join(demo.healthy_events("m"))
+
+
+# -- the streams of #13: live through mitmdump, and report on the raw body ---------
+
+#: The recordings of #13's framings and providers.
+STREAMS_13 = ["bedrock", "bedrock-invoke", "gemini-array", "mcp", "mcp-cut", "cohere", "azure", "azure-filtered",
+              "openrouter", "llama-cpp-error", "vllm-error"]
+#: What a summary must agree on, whichever way the stream was read.
+MEANING = ("provider", "framing", "text", "reasoning", "tool_calls", "tool_results", "errors", "complete",
+           "finish_reason")
+
+
+def jsonl_summaries(jsonl: Path, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        if jsonl.exists():
+            found = [o for o in map(json.loads, jsonl.read_text(encoding="utf-8").splitlines())
+                     if o.get("type") == "summary"]
+            if len(found) >= count:
+                return found
+        time.sleep(0.05)
+    raise AssertionError(f"{len(found)} of {count} summaries in {jsonl}")
+
+
+@pytest.fixture(scope="module")
+def live_13(upstream: int, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bytes, bytes, dict[str, Any]]]:
+    """Each stream of #13 requested as its recording was (path, body, headers)
+    through one live mitmdump with ssemedic, and directly: (bytes through,
+    bytes direct, ssemedic's JSONL summary)."""
+    workdir = tmp_path_factory.mktemp("live13")
+    jsonl = workdir / "events.jsonl"
+    out: dict[str, tuple[bytes, bytes]] = {}
+    with mitmdump(upstream, workdir, "--set", f"ssemedic_jsonl={jsonl}", "--set", "ssemedic_log=summary") as mitm:
+        for name in STREAMS_13:
+            recording = make.BY_NAME[name]
+            got = []
+            for base in (mitm.base, f"http://127.0.0.1:{upstream}"):
+                with httpx.Client(timeout=20) as client, client.stream(
+                        "POST", recording.url(base, 0.001), json=recording.body, headers=recording.headers) as reply:
+                    assert reply.status_code == 200
+                    got.append(b"".join(reply.iter_raw()))
+            out[name] = (got[0], got[1])
+            jsonl_summaries(jsonl, len(out))  # one at a time: the summaries come in request order
+        summaries = jsonl_summaries(jsonl, len(STREAMS_13))
+    return {name: (*out[name], summary) for name, summary in zip(STREAMS_13, summaries, strict=True)}
+
+
+@pytest.mark.parametrize("name", STREAMS_13)
+def test_live_through_mitmdump_byte_for_byte_and_read(name: str, live_13: dict[str, Any]) -> None:
+    through, direct, summary = live_13[name]
+    assert through == direct and through
+    assert kinds(summary) == EXPECTED[name].faults
+    check_message(summary, EXPECTED[name])
+
+
+@pytest.mark.parametrize("name", STREAMS_13)
+def test_report_on_the_raw_body_whatever_its_name_reads_what_the_flow_does(
+    name: str, reports: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    with flows_file(name).open("rb") as f:
+        [flow] = list(FlowReader(f).stream())
+    raw = tmp_path / "body.bin"  # no extension to go by: the bytes are sniffed
+    raw.write_bytes(flow.response.raw_content)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["report", "--json", str(raw)]) == 0
+    [offline] = json.loads(out.getvalue())
+    from_flow = reports[name]
+    if name == "llama-cpp-error":
+        # Its body is an error: field and [DONE]: no payload names a provider, the request path did,
+        # and for a generic stream [DONE] is the end.
+        assert (offline["provider"], from_flow["provider"]) == ("generic", "openai-chat")
+        assert (offline["complete"], from_flow["complete"]) == (True, False)
+        from_flow = {**from_flow, "provider": "generic", "complete": True}
+    for key in MEANING:
+        assert offline[key] == from_flow[key], key
+    # Without headers or a timeline, only what the body itself shows is diagnosed.
+    body_faults = EXPECTED[name].faults - HEADERS
+    assert kinds(offline) == body_faults
