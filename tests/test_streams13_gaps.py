@@ -11,13 +11,14 @@ body, shorter than any published one."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from e2e import load_script, mitmdump
+from e2e import MEDIC, ROOT, load_script, mitmdump, run_mitmdump
 
 from ssemedic.core.events import ServerSentEvent
 from ssemedic.core.faults import Fault
@@ -133,3 +134,14 @@ def test_live_injection_on_a_gemini_array_passes_it_unchanged_and_says_so(upstre
     [summary] = summaries
     assert summary["framing"] == "jsonarray" and summary["complete"] is True
     assert any("not injected into" in note for note in summary["notes"]), summary["notes"]
+
+
+def test_the_live_log_names_what_each_invoke_model_chunk_wraps() -> None:
+    # recordings/bedrock-invoke.flows: Anthropic's Messages events, base64 in chunk frames.
+    done = run_mitmdump(["-n", "-r", str(ROOT / "recordings" / "bedrock-invoke.flows"), "-s", str(MEDIC),
+                         "--set", "ssemedic_max_text=0"])
+    assert done.returncode == 0, done.stderr
+    log = done.stdout + done.stderr
+    names = re.findall(r"\] #\d+ \S+ (chunk[^:]*):", log)
+    assert names[0] == "chunk message_start" and names[-1] == "chunk message_stop", names
+    assert "chunk content_block_delta" in names and "chunk" not in names
