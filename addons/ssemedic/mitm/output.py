@@ -223,7 +223,7 @@ class Reporter:
                 meaning = describe(record.parts, self.max_text)
                 style = "red" if "ERROR" in meaning or "MALFORMED" in meaning else ""
                 name = record.event.event
-                if name == "chunk" and session.provider == "bedrock":  # InvokeModel: say what it wraps
+                if name == "chunk":  # Bedrock's InvokeModel: say what it wraps (None for any other stream)
                     name = f"chunk {wrapped_event_name(session.interpreter, record.event) or ''}".rstrip()
                 self._line(stream, style, f"#{record.index}{t} {clip(name, 60)}: {meaning}")
         if self.jsonl is not None:
