@@ -3,6 +3,7 @@ plus the timeline and timings. Sans-IO: the caller passes every timestamp."""
 
 from __future__ import annotations
 
+import ast
 import math
 from array import array
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from typing import Any
 
 from . import providers
 from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
-from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
+from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent, loads
 from .faults import Fault
 from .eventstream import EventStreamParser
 from .framing import JSONARRAY, framing_for_content_type, sniff_framing, sniff_needs_more
@@ -20,7 +21,7 @@ from .handoff import Outcome
 from .jsonarray import JSONArrayParser
 from .message import Message
 from .ndjson import NDJSONParser
-from .parts import TOKEN_PARTS, Malformed
+from .parts import TOKEN_PARTS, Error, Malformed
 from .providers.base import Interpreter, Provider
 from .sse import SSEParser
 
@@ -69,6 +70,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending, non-empty list."""
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def _field_error(said: str) -> Error:
+    """The error an SSE ``error:`` field (llama.cpp's) carries; ``said`` is the
+    parse issue's excerpt of its value, a Python string literal."""
+    try:
+        value: Any = loads(ast.literal_eval(said))
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, dict) and isinstance(value.get("error"), dict):
+        value = value["error"]
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        kind, code = value.get("type"), value.get("code")
+        return Error(value["message"], kind if isinstance(kind, str) else "error-field",
+                     None if code is None or isinstance(code, (dict, list)) else str(code))
+    return Error(said, "error-field")
 
 
 class StreamSession:
@@ -222,8 +239,12 @@ class StreamSession:
 
     def _give_issues(self) -> None:
         issues = self.issues
+        had_error_field = self.diagnoser.first_error_field is not None
         self.diagnoser.issues(issues[self._issues_given :])
         self._issues_given = len(issues)
+        if not had_error_field and self.diagnoser.first_error_field is not None:
+            # llama.cpp's "error:" field is no event, but it is the stream's error.
+            self.message.errors.append(_field_error(self.diagnoser.first_error_field[1]))
 
     def _note_time(self, at: float | None) -> None:
         if at is None and self._timed:

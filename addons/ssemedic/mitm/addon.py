@@ -349,7 +349,7 @@ class Medic:
             letta_shape=self.letta_shape,
             defer=_call_soon() if reporter is None and not at_once else None,
             backlog=self.backlog,
-            injections=self.injections if reporter is None and not sniff else None,
+            injections=self.injections if reporter is None else None,  # the pipeline drops them when sniffing
         )
         return stream
 
