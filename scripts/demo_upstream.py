@@ -5,9 +5,12 @@ It speaks OpenAI-compatible ``POST /v1/chat/completions`` (plus ``GET
 /v1/models``, both also under a router's Letta base ``/api/v1/agents/<id>/proxy``),
 Letta's ``POST /v1/agents/<id>/messages/stream``, Ollama's ``POST /api/chat``, the OpenAI Responses API's ``POST /v1/responses``,
 Anthropic's ``POST /v1/messages``, Gemini's ``POST
-/v1beta/models/<model>:streamGenerateContent?alt=sse`` and Amazon Bedrock's
+/v1beta/models/<model>:streamGenerateContent?alt=sse`` (and without ``alt=sse``,
+one streamed JSON array), Amazon Bedrock's
 ``POST /model/<model>/converse-stream`` and ``/invoke-with-response-stream``
-(AWS event-stream frames), and answers each
+(AWS event-stream frames), Cohere's ``POST /v2/chat``, Azure OpenAI's ``POST
+/openai/deployments/<name>/chat/completions``, OpenRouter's ``POST
+/api/v1/chat/completions`` and MCP Streamable HTTP's ``POST /mcp``, and answers each
 request with a *scenario*: a healthy stream, or one of the faults ssemedic
 exists to find. Every payload is built
 with ``json.dumps`` following the provider's documented format (as in
@@ -22,8 +25,10 @@ only *writes* chunk frames. It binds loopback addresses only.
 Choosing a scenario: a path prefix ``/s/<scenario>/...`` wins, then a request
 ``model`` (for Gemini, the model in the path) that names a scenario, then the
 endpoint's default (``healthy``, ``letta-send-message``, ``ollama``,
-``openai-responses``, ``anthropic``, ``gemini``, ``bedrock`` or ``bedrock-invoke``). ``?delay=SECONDS`` sets the pause
-between writes (default 0.03 s, which makes ``healthy`` last about 2 s).
+``openai-responses``, ``anthropic``, ``gemini`` (``gemini-array`` without ``alt=sse``), ``bedrock``,
+``bedrock-invoke``, ``cohere``, ``azure``, ``openrouter`` or ``mcp``). ``?delay=SECONDS`` sets the pause
+between writes (default 0.03 s, which makes ``healthy`` last about 2 s); ``?silence=SECONDS``
+the one long pause of ``silence``.
 
 Usage: .venv/bin/python scripts/demo_upstream.py [--port 8777] [--list] [--max-seconds N]
 """
@@ -44,6 +49,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -71,6 +77,8 @@ DEFAULT_PORT = 8777
 DEFAULT_DELAY = 0.03
 #: A ``?delay=`` above this is refused: the server holds a thread per stream.
 MAX_DELAY = 5.0
+#: A ``?silence=`` above this is refused, for the same reason.
+MAX_SILENCE = 120.0
 MAX_REQUEST_BODY = 1 << 20
 CREATED = 1763700000
 SSE_HEADERS = {
@@ -103,6 +111,8 @@ class Call:
     model: str
     stream: bool
     delay: float = DEFAULT_DELAY
+    #: The one long pause of ``silence`` (``?silence=SECONDS``).
+    silence: float = 4.0
 
 
 class Reply(NamedTuple):
@@ -702,6 +712,151 @@ def bedrock_invoke(call: Call) -> Reply:
     return Reply(200, dict(BEDROCK_HEADERS), aligned(frames, call.delay))
 
 
+# -- the streams of #13 that no demo answer stands in for: published bodies --------
+#
+# Where a body was published (an SDK's or framework's test data, a provider's
+# docs), the scenario serves those bytes, kept in tests/field/ with their
+# sources (tests/field/SOURCES.md); where none was found, it is built from the
+# specification or the server's code, and its docstring says so.
+
+FIELD = Path(__file__).resolve().parent.parent / "tests" / "field"
+
+
+def field_body(name: str) -> bytes:
+    """A published body from tests/field/ (its source is in tests/field/SOURCES.md)."""
+    return (FIELD / name).read_bytes()
+
+
+def sse_blocks(body: bytes) -> list[bytes]:
+    """An SSE body cut after each blank line: one write per event or comment."""
+    return re.findall(rb"(?s).*?\n\n|.+\Z", body)
+
+
+def chunk_lines(body: bytes) -> list[bytes]:
+    """The JSON documents of a file printed one a line, as bytes."""
+    return [line for line in body.split(b"\n") if line.strip()]
+
+
+#: Gemini's streamGenerateContent without alt=sse: one JSON array, as Google serves it.
+GEMINI_ARRAY_HEADERS = {"Content-Type": "application/json; charset=UTF-8", "Vary": "Origin, X-Origin, Referer",
+                        "X-Content-Type-Options": "nosniff"}
+#: The Gemini payloads gemini-array sends (vercel/ai, packages/google/src/__fixtures__/google-reasoning.chunks.txt).
+GEMINI_ARRAY_FIELD = "gemini/google-reasoning.chunks.txt"
+
+
+def gemini_array_elements() -> list[bytes]:
+    return chunk_lines(field_body(GEMINI_ARRAY_FIELD))
+
+
+def gemini_array(call: Call) -> Reply:
+    """Gemini streamGenerateContent without alt=sse: one JSON array sent element by element ([{…}, then ,CRLF{…}, then ]); the payloads are vercel/ai's recorded google-reasoning stream (always streams)"""
+    elements = gemini_array_elements()
+    writes = [b"[" + elements[0], *(b",\r\n" + element for element in elements[1:]), b"]"]
+    return Reply(200, dict(GEMINI_ARRAY_HEADERS), aligned(writes, call.delay))
+
+
+#: The JSON-RPC id of the request the MCP scenarios answer (scripts/make_recordings.py sends it).
+MCP_REQUEST_ID = 7
+MCP_SESSION = "1868a90c-4f5b-4a3c-9b2e-c1a2f37d8e11"
+MCP_HEADERS = {**CLEAN_SSE_HEADERS, "Content-Type": "text/event-stream", "Mcp-Session-Id": MCP_SESSION}
+MCP_PROGRESS = ("Запрос к API погоды", "Разбор ответа", "Готово")
+MCP_RESULT = {"content": [{"type": "text", "text": "Москва: 21 °C, ясно ☀️"},
+                          {"type": "resource_link", "uri": "weather://moscow/today", "name": "today"}],
+              "structuredContent": {"city": "Москва", "temperature": 21, "conditions": "ясно"},
+              "isError": False}
+
+
+def mcp_message(payload: dict[str, Any]) -> bytes:
+    """One JSON-RPC message as the MCP python-sdk's server writes it: ``event: message`` and one ``data:`` line."""
+    return b"event: message\n" + sse({"jsonrpc": "2.0", **payload})
+
+
+def mcp_notifications() -> list[bytes]:
+    out = [mcp_message({"method": "notifications/message",
+                        "params": {"level": "info", "logger": "weather", "data": "get_weather: Москва"}})]
+    out += [mcp_message({"method": "notifications/progress",
+                         "params": {"progressToken": "tok-7", "progress": n + 1, "total": len(MCP_PROGRESS),
+                                    "message": text}})
+            for n, text in enumerate(MCP_PROGRESS)]
+    return out
+
+
+def mcp(call: Call) -> Reply:
+    """MCP Streamable HTTP: a tools/call answered over SSE, log and progress notifications, then the result (text, resource link, structuredContent); built from the MCP spec 2025-06-18, no recorded body was found (always streams)"""
+    events = [*mcp_notifications(), mcp_message({"id": MCP_REQUEST_ID, "result": MCP_RESULT})]
+    return Reply(200, dict(MCP_HEADERS), aligned(events, call.delay))
+
+
+def mcp_cut(call: Call) -> Reply:
+    """MCP Streamable HTTP: the notifications of mcp, then the stream ends without the JSON-RPC response (built from the MCP spec; always streams)"""
+    return Reply(200, dict(MCP_HEADERS), aligned(mcp_notifications(), call.delay))
+
+
+#: The Cohere v2 payloads the cohere scenario sends (M-Lai-ai/LLM-Provider-reference, Cohere/streaming.md).
+COHERE_FIELD = "cohere/llm-provider-reference-streaming.chunks.txt"
+
+
+def cohere_events() -> list[bytes]:
+    """Each published payload as Cohere's SSE sends it: ``event: <type>`` then ``data:``."""
+    return [b"event: %s\ndata: %s\n\n" % (json.loads(line)["type"].encode(), line)
+            for line in chunk_lines(field_body(COHERE_FIELD))]
+
+
+def cohere(call: Call) -> Reply:
+    """Cohere v2 chat (/v2/chat): a real command-r-plus stream (M-Lai-ai/LLM-Provider-reference, Cohere/streaming.md), content-delta events, message-end with usage (always streams)"""
+    return Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                 aligned(cohere_events(), call.delay))
+
+
+AZURE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "apim-request-id": "demo-2b7c",
+                 "x-ms-region": "Sweden Central"}
+AZURE_FIELD = "azure_openai/quarkus-langchain4j-streaming.sse"
+AZURE_FILTERED_FIELD = "azure_openai/docs-async-filter-blocked.sse"
+
+
+def azure(call: Call) -> Reply:
+    """Azure OpenAI chat: the first chunk with empty choices and prompt_filter_results, content_filter_results on every chunk, all safe; a real Azure stream (quarkiverse/quarkus-langchain4j's AzureOpenAiStreamingChatModelTest)"""
+    return Reply(200, dict(AZURE_HEADERS), aligned(sse_blocks(field_body(AZURE_FIELD)), call.delay))
+
+
+def azure_filtered(call: Call) -> Reply:
+    """Azure OpenAI chat cut by its content filter: finish_reason content_filter, protected_material_text detected and filtered (the sample stream of Azure's content-filter-streaming docs)"""
+    return Reply(200, dict(AZURE_HEADERS), aligned(sse_blocks(field_body(AZURE_FILTERED_FIELD)), call.delay))
+
+
+OPENROUTER_FIELD = "openrouter/docs-mid-stream-error.sse"
+
+
+def openrouter(call: Call) -> Reply:
+    """OpenRouter chat: ': OPENROUTER PROCESSING' keep-alive comments, text, then its mid-stream error chunk (finish_reason "error"); the shapes and error chunk of OpenRouter's streaming docs"""
+    return Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                 aligned(sse_blocks(field_body(OPENROUTER_FIELD)), call.delay))
+
+
+#: llama.cpp's error for a prompt over the context (tools/server/server.cpp: code, message, type).
+LLAMA_CPP_ERROR = {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+                   "type": "exceed_context_size_error"}
+
+
+def llama_cpp_error(call: Call) -> Reply:
+    """llama.cpp server: its in-stream error as an "error:" line (a field SSE clients ignore), then data: [DONE]; built from llama.cpp's tools/server/server.cpp, no recorded body was found"""
+    error = f"error: {json.dumps(LLAMA_CPP_ERROR, separators=(',', ':'))}\n\n".encode()
+    return Reply(200, {"Content-Type": "text/event-stream", "Server": "llama.cpp"},
+                 aligned([error, DONE], call.delay))
+
+
+#: vLLM's ErrorResponse as its streaming error path once dumped it (vllm/entrypoints/openai/serving_engine.py).
+VLLM_ERROR = {"object": "error", "message": "This model's maximum context length is 4096 tokens.",
+              "type": "BadRequestError", "param": None, "code": 400}
+VLLM_TEXT = "Конечно! Вот "
+
+
+def vllm_error(call: Call) -> Reply:
+    """vLLM: some text, then its top-level {"object": "error"} in the 200 stream, then [DONE]; built from vLLM's serving_engine.py, no recorded body was found"""
+    events = [*chat_opening(call.model, VLLM_TEXT), sse(VLLM_ERROR), DONE]
+    return Reply(200, {"Content-Type": "text/event-stream; charset=utf-8"}, aligned(events, call.delay))
+
+
 #: The garbage event ``invalid-json`` sends in the middle of the healthy stream.
 INVALID_JSON_EVENT = b"data: {not json\n\n"
 
@@ -827,6 +982,22 @@ def long_answer(call: Call) -> Reply:
     return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
 
 
+def silence(call: Call) -> Reply:
+    """the healthy answer, one write per event, with one long pause (?silence=SECONDS, default 4) after its third event, as a model that thinks mid-answer"""
+    if not call.stream:
+        return healthy(call)
+    writes = aligned(healthy_events(call.model), call.delay)
+    writes[3] = (call.silence, writes[3][1])
+    return Reply(200, dict(SSE_HEADERS), writes)
+
+
+def silence_after_done(call: Call) -> Reply:
+    """the healthy answer, one write per event, then the body held open ?silence=SECONDS (default 4) after [DONE]"""
+    if not call.stream:
+        return healthy(call)
+    return Reply(200, dict(SSE_HEADERS), [*aligned(healthy_events(call.model), call.delay), (call.silence, b"")])
+
+
 #: name -> scenario; add one here and it is served, listed and selectable.
 SCENARIOS: dict[str, Scenario] = {
     "healthy": healthy,
@@ -846,12 +1017,23 @@ SCENARIOS: dict[str, Scenario] = {
     "invalid-json": invalid_json,
     "invalid-utf8": invalid_utf8,
     "long": long_answer,
+    "silence": silence,
+    "silence-after-done": silence_after_done,
     "letta": letta,
     "openai-responses": openai_responses,
     "anthropic": anthropic,
     "gemini": gemini,
     "bedrock": bedrock,
     "bedrock-invoke": bedrock_invoke,
+    "gemini-array": gemini_array,
+    "mcp": mcp,
+    "mcp-cut": mcp_cut,
+    "cohere": cohere,
+    "azure": azure,
+    "azure-filtered": azure_filtered,
+    "openrouter": openrouter,
+    "llama-cpp-error": llama_cpp_error,
+    "vllm-error": vllm_error,
     "hostile-surrogate": hostile_surrogate,
     "hostile-nan": hostile("hostile-nan", "the healthy stream with a NaN in one event (not JSON; Python's json accepts it)"),
     "hostile-nesting": hostile("hostile-nesting", "the healthy stream with one event nested 100,000 arrays deep"),
@@ -871,6 +1053,7 @@ _PREFIX = re.compile(r"/s/(?P<scenario>[^/]+)(?P<rest>/.*)")
 _LETTA = re.compile(r"/v1/agents/[^/]+/messages/stream/?")
 _LETTA_ROUTER = re.compile(r"/api/v1/agents/[^/]+/proxy/chat/completions")
 _GEMINI = re.compile(r"/v1beta/models/(?P<model>[^/:]+):streamGenerateContent")
+_AZURE = re.compile(r"/openai/deployments/[^/]+/chat/completions")
 _BEDROCK = re.compile(r"/model/(?P<model>[^/]+)/(?P<api>converse-stream|invoke-with-response-stream)")
 
 
@@ -898,6 +1081,14 @@ def endpoint(path: str) -> Endpoint | None:
         return Endpoint("openai-responses", False)
     if path == "/v1/messages":
         return Endpoint("anthropic", False)
+    if _AZURE.fullmatch(path):
+        return Endpoint("azure", None)
+    if path == "/api/v1/chat/completions":  # OpenRouter's base is /api/v1
+        return Endpoint("openrouter", None)
+    if path == "/v2/chat":
+        return Endpoint("cohere", None)
+    if path == "/mcp":
+        return Endpoint("mcp", None)
     if gemini := _GEMINI.fullmatch(path):
         return Endpoint("gemini", None, gemini["model"])
     if bedrock_route := _BEDROCK.fullmatch(path):
@@ -959,6 +1150,8 @@ class Handler(BaseHTTPRequestHandler):
         except _Refusal as refusal:
             self._refuse(refusal.reply, refusal.reason)
             return
+        if route.scenario == "gemini" and "sse" not in parse_qs(url.query).get("alt", []):
+            route = route._replace(scenario="gemini-array")  # without alt=sse, Gemini streams one JSON array
         model = body.get("model", route.model)
         if prefix:
             name = prefix["scenario"]
@@ -967,7 +1160,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             name = route.scenario
         stream = True if route.stream_default is None else body.get("stream", route.stream_default) is True
-        reply = SCENARIOS[name](Call(model if isinstance(model, str) and model else name, stream, delay))
+        pause = parse_qs(url.query).get("silence", ["4"])[-1]
+        if not (pause.replace(".", "", 1).isdigit() and float(pause) <= MAX_SILENCE):
+            self._refuse(error_reply(400, f"silence must be seconds between 0 and {MAX_SILENCE}", "bad_silence"),
+                         "400 bad silence")
+            return
+        reply = SCENARIOS[name](Call(model if isinstance(model, str) and model else name, stream, delay,
+                                     float(pause)))
         if framing is not None and reply.framing != "length":
             reply = reply._replace(framing=framing)
         self._log(f"-> {name} ({'stream' if stream else 'whole'}, {reply.framing}, delay {delay:g}s)")

@@ -571,6 +571,8 @@ def is_added(event: tuple[str, str, str | None]) -> bool:
         return False
     if "error" in payload or payload.get("type") == "error" or payload.get("message_type") == "error_message":
         return True
+    if isinstance(payload.get("delta"), dict) and "error" in payload["delta"]:
+        return True  # Cohere's: a message-end whose delta carries the error
     return str(payload.get("id", "")).startswith("ssemedic-")
 
 

@@ -84,6 +84,12 @@ def chat(scenario: str) -> Recording:
     return Recording(scenario, scenario, f"/s/{scenario}/v1/chat/completions", body)
 
 
+#: The MCP tools/call request the mcp recordings answer (its id is the demo upstream's MCP_REQUEST_ID).
+MCP_CALL = {"jsonrpc": "2.0", "id": demo_upstream.MCP_REQUEST_ID, "method": "tools/call",
+            "params": {"name": "get_weather", "arguments": {"city": "Москва"}, "_meta": {"progressToken": "tok-7"}}}
+MCP_HEADERS = {**BEARER, "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18",
+               "Mcp-Session-Id": demo_upstream.MCP_SESSION}
+AZURE_PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
 LETTA_BODY = {"messages": [{"role": "user", "content": QUESTION}], "stream_tokens": True}
 
 RECORDINGS: tuple[Recording, ...] = (
@@ -118,11 +124,28 @@ RECORDINGS: tuple[Recording, ...] = (
                                   f"SignedHeaders=host;x-amz-date, Signature={API_KEY}",
                  "X-Amz-Date": "20261203T120000Z"})
       for name, api in (("bedrock", "converse-stream"), ("bedrock-invoke", "invoke-with-response-stream"))),
+    # Without alt=sse, Gemini streams one JSON array served as application/json.
+    Recording("gemini-array", "gemini-array", "/v1beta/models/gemini-3-pro-preview:streamGenerateContent",
+              {"contents": [{"role": "user", "parts": [{"text": "How many r's are in strawberry?"}]}]},
+              {"x-goog-api-key": API_KEY}),
+    # An MCP client POSTs one JSON-RPC request and accepts either answer.
+    *(Recording(name, name, "/mcp" if name == "mcp" else f"/s/{name}/mcp", MCP_CALL, MCP_HEADERS)
+      for name in ("mcp", "mcp-cut")),
+    Recording("cohere", "cohere", "/v2/chat",
+              {"model": "command-r-plus-08-2024", "stream": True,
+               "messages": [{"role": "user", "content": "Tell me about Coca-Cola"}]}),
+    # Azure's key header; OpenRouter, llama.cpp and vLLM take a bearer key.
+    *(Recording(name, name, ("" if name == "azure" else f"/s/{name}") + AZURE_PATH,
+                {"stream": True, "messages": [{"role": "user", "content": QUESTION}]}, {"api-key": API_KEY})
+      for name in ("azure", "azure-filtered")),
+    Recording("openrouter", "openrouter", "/api/v1/chat/completions",
+              {"model": "openai/gpt-3.5-turbo", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}),
+    *(chat(scenario) for scenario in ("llama-cpp-error", "vllm-error")),
 )
 BY_NAME = {recording.name: recording for recording in RECORDINGS}
 #: Where a recording is the healthy stream of its provider, the table says so.
 PROVIDER_HEALTHY = {"healthy-clean", "letta", "ollama", "openai-responses", "anthropic", "gemini", "bedrock",
-                    "bedrock-invoke"}
+                    "bedrock-invoke", "gemini-array", "mcp", "cohere", "azure"}
 
 
 # -- processes ------------------------------------------------------------------

@@ -106,30 +106,37 @@ def test_importing_the_module_registers_nothing() -> None:
 def test_openai_sse_flow_is_picked_automatically_and_shows_events_and_message(registered: None) -> None:
     result = auto_view(llm_flow())
     assert result.view_name == "LLM stream"
-    assert result.syntax_highlight == "none"
+    assert result.syntax_highlight == "yaml"
     lines = result.text.splitlines()
-    assert lines[0].startswith("LLM stream · openai-chat (sse) · 9 events")
-    assert "complete" in lines[0]
-    assert any(line.startswith("#1 ") and 'text "Привет"' in line for line in lines)
-    assert any('text "! Как дела? 😊🚀"' in line for line in lines)
-    assert any("tool call get_weather" in line for line in lines)
-    assert any('tool call #0 {"city": "Мос' in line for line in lines)
-    assert any("stop tool_calls" in line for line in lines)
-    assert any("usage in=14 out=11 total=25" in line for line in lines)
-    assert any(line.startswith("#8 ") and "end [DONE]" in line for line in lines)
-    message = result.text.split("\n\nmessage\n", 1)[1]
-    assert f"text        {CHAT_TEXT}" in message
-    assert "get_weather (id call_Qx1) [valid JSON]" in message
-    assert '{"city": "Москва"}' in message
-    assert "tool_calls · [DONE] · complete" in message
+    # tflow's response has a Content-Length: a stream with one is degraded.
+    assert lines[:5] == ["verdict: degraded · 1 warning, 2 infos", "provider: openai-chat (sse)",
+                         "model: gpt-4o · chatcmpl-7", "complete: true", "faults:"]
+    assert lines[5].startswith("  - warning content-length-on-stream: ")
+    assert "size: 9 events · 1,576 bytes · 1 chunk" in lines
+    events = lines[lines.index("events:") + 2:]
+    # One chunk: every event after the first came in the same burst.
+    assert events[1] == '  1:  ≡  message  text "Привет"'
+    assert any('text "! Как дела? 😊🚀"' in line for line in events)
+    assert any("tool call get_weather" in line for line in events)
+    assert any('tool call #0 {"city": "Мос' in line for line in events)
+    assert any("stop tool_calls" in line for line in events)
+    assert any("usage in=14 out=11 total=25" in line for line in events)
+    assert events[8] == "  8:  ≡  message  end [DONE]"
+    message = lines[lines.index("message:"):lines.index("events:")]
+    assert f"  text: {CHAT_TEXT}" in message
+    assert message[2:7] == ["  tool calls:", "    - name: get_weather", "      id: call_Qx1",
+                            "      json: valid JSON", """      arguments: '{"city": "Москва"}'"""]
+    assert "  stop: tool_calls · [DONE] · complete" in message
 
 
 def test_ollama_ndjson_flow_is_picked_and_assembled(registered: None) -> None:
     result = auto_view(llm_flow(OLLAMA_BODY, path="/api/chat", content_type="application/x-ndjson"))
     assert result.view_name == "LLM stream"
-    assert result.text.startswith("LLM stream · ollama (ndjson) · 4 events")
+    assert result.text.startswith("verdict: degraded · 1 warning")
+    assert "\nprovider: ollama (ndjson)\n" in result.text
+    assert "size: 4 events" in result.text
     assert 'text "Здравствуй"' in result.text
-    assert "text        Здравствуй, мир! 🌍" in result.text
+    assert "  text: Здравствуй, мир! 🌍" in result.text
     assert "stop stop" in result.text
 
 
@@ -143,7 +150,7 @@ def test_other_ndjson_content_types_are_picked(registered: None, content_type: s
 def test_mislabelled_sse_on_an_llm_path_is_still_picked(registered: None, content_type: str | None) -> None:
     result = auto_view(llm_flow(content_type=content_type))
     assert result.view_name == "LLM stream"
-    assert f"text        {CHAT_TEXT}" in result.text
+    assert f"  text: {CHAT_TEXT}" in result.text
 
 
 def test_sse_sniffed_after_blank_lines_and_a_comment(registered: None) -> None:
@@ -194,14 +201,14 @@ def test_empty_body_has_priority_zero() -> None:
 def test_garbage_bytes_render_without_raising(registered: None, body: bytes) -> None:
     result = auto_view(llm_flow(body))
     assert result.view_name == "LLM stream"
-    assert result.text.startswith("LLM stream · ")
+    assert result.text.startswith("verdict: ")
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=2048), st.sampled_from(["text/event-stream", "application/x-ndjson", None]))
 def test_prettify_never_raises_for_any_bytes_without_a_flow(data: bytes, content_type: str | None) -> None:
     text = llm_stream_view.prettify(data, Metadata(content_type=content_type))
-    assert text.startswith("LLM stream · ")
+    assert text.startswith("verdict: ")
 
 
 def test_an_internal_failure_becomes_a_short_text(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,15 +228,19 @@ def test_stored_timeline_gives_time_offsets(registered: None) -> None:
     flow.metadata["ssemedic"] = {"timeline": recording.pack(offsets, [start + 0.125, start + 0.25, start + 0.5])}
     result = auto_view(flow)
     lines = result.text.splitlines()
-    assert "3 chunks · TTFB 125.0 ms · TTFT 250.0 ms" in lines[0]
-    assert lines[2].startswith("#0  +0.125s  message  model gpt-4o")
-    assert any(line.startswith("#1  +0.250s") and 'text "Привет"' in line for line in lines)
-    assert any(line.startswith("#8  +0.500s") and "end [DONE]" in line for line in lines)
+    assert "size: 9 events · 1,576 bytes · 3 chunks" in lines
+    assert lines[lines.index("size: 9 events · 1,576 bytes · 3 chunks") + 1:][:3] == [
+        "ttfb: 125.0 ms", "ttft: 250.0 ms", "duration: 500.0 ms"]
+    events = lines[lines.index("events:") + 3:]
+    assert events[0] == "  0:  +0.125s              message  model gpt-4o"
+    assert events[1] == '  1:  +0.250s  125.0ms     message  text "Привет"'
+    assert events[4] == """  4: '+0.500s    0.0ms  ≡  message  tool call #0 {"city": "Мос'"""
+    assert events[8] == "  8:  +0.500s    0.0ms  ≡  message  end [DONE]"
 
 
 def test_without_a_timeline_times_are_left_out(registered: None) -> None:
     result = auto_view(llm_flow())
-    assert "timing unknown (no chunk timeline)" in result.text.splitlines()[0]
+    assert "timing: unknown (no chunk timeline)" in result.text.splitlines()
     assert "+0." not in result.text
 
 
@@ -240,24 +251,26 @@ def test_invalid_tool_arguments_and_stream_errors_are_shown() -> None:
         + sse_event({"error": {"message": "Ошибка сервера", "type": "server_error"}})
     )
     text = llm_stream_view.prettify(body, Metadata(content_type="text/event-stream"))
-    assert "f (id c1) [invalid JSON:" in text
+    assert "      json: 'invalid JSON:" in text
     assert "MALFORMED invalid-json" in text
-    assert "error       [server_error] Ошибка сервера" in text
-    assert "no terminal signal" in text.splitlines()[0]
+    assert "  errors:\n    - '[server_error] Ошибка сервера'" in text
+    assert "complete: false  # no terminal signal" in text.splitlines()
 
 
 def test_an_unknown_format_is_not_called_complete() -> None:
     text = llm_stream_view.prettify(b"event: ping\ndata: {}\n\n", Metadata(content_type="text/event-stream"))
-    assert text.splitlines()[0].endswith("generic (sse) · 1 events · 22 bytes · timing unknown (no chunk timeline)"
-                                         " · unknown format: no terminal signal to check")
-    assert "#0  ping  (no meaning) data '{}'" in text
+    assert text.splitlines()[:5] == ["verdict: unjudged", "provider: generic (sse)",
+                                     "complete: false  # unknown format: no terminal signal to check",
+                                     "faults: none", "size: 1 event · 22 bytes · 1 chunk"]
+    assert text.splitlines()[-1] == "  0:  ping  (no meaning) data '{}'"  # no marks: no marks column
 
 
 def test_events_beyond_the_line_cap_are_counted_not_listed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cv, "MAX_EVENT_LINES", 3)
     text = llm_stream_view.prettify(CHAT_BODY, Metadata(content_type="text/event-stream"))
-    assert [line.split()[0] for line in text.splitlines() if line.startswith("#")] == ["#0", "#1", "#2"]
-    assert "… 6 more events not listed" in text
+    events = text.splitlines()[text.splitlines().index("events:") + 2:]
+    assert [line.split()[0] for line in events] == ["0:", "1:", "2:", "#"]
+    assert events[-1] == "  # … 6 more events not listed"
     assert CHAT_TEXT in text  # the message is still assembled from every event
 
 
@@ -265,9 +278,10 @@ def test_long_event_text_is_trimmed_but_the_message_is_whole() -> None:
     long = "я" * 1000
     body = chat_chunk({"content": long}) + b"data: [DONE]\n\n"
     text = llm_stream_view.prettify(body, Metadata(content_type="text/event-stream"))
-    event_line = next(line for line in text.splitlines() if line.startswith("#0"))
-    assert "…" in event_line and len(event_line) < 200
-    assert long in text
+    event_line = next(line for line in text.splitlines() if line.startswith("  0:"))
+    meaning = f'model gpt-4o · text "{long}"'
+    assert event_line.endswith(f"… ({len(meaning):,} chars)") and len(event_line) <= cv.WIDTH
+    assert "".join(line.strip() for line in text.split("  text: |-\n")[1].split("\n")[:12]).startswith(long)
 
 
 # -- a real mitmweb ------------------------------------------------------------------
@@ -358,8 +372,10 @@ def test_mitmweb_serves_the_view_for_a_loaded_flow(mitmweb: tuple[httpx.Client, 
     assert named.status_code == 200
     reply = named.json()
     assert reply["view_name"] == "LLM stream"
-    assert f"  text        {CHAT_TEXT}" in reply["text"].splitlines()
-    assert any(line.startswith("#1  +0.250s") for line in reply["text"].splitlines())
+    assert reply["syntax_highlight"] == "yaml"
+    assert reply["text"].startswith("verdict: degraded · 1 warning")
+    assert f"  text: {CHAT_TEXT}" in reply["text"].splitlines()
+    assert any(line.startswith("  1:  +0.250s") for line in reply["text"].splitlines())
     auto = client.get(f"{base}/auto.json").json()
     assert auto["view_name"] == "LLM stream"
     assert VIEW_KEY in client.get("/state").json()["contentViews"]

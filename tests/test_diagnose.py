@@ -288,6 +288,15 @@ def bedrock_frame_altered_as_text() -> bytes:
             + event_frame("messageStop", {"stopReason": "end_turn"}))
 
 
+def hung_up(chunks: Sequence[bytes], times: Sequence[float], *, at: float, **kwargs: Any) -> StreamSession:
+    """A chat stream whose client hung up at ``at``, after ``chunks`` arrived at ``times``."""
+    session = session_for(CHAT_PATH, **kwargs)
+    for chunk, time in zip(chunks, times, strict=True):
+        session.feed(chunk, time)
+    session.close(at, clean=False, client_gone=True)
+    return session
+
+
 def untimed(path: str, data: bytes, **kwargs: Any) -> StreamSession:
     """Feed ``data`` whole with no arrival time (like a raw capture) and close."""
     session = session_for(path, **kwargs)
@@ -458,6 +467,7 @@ PRODUCERS: dict[FaultKind, Callable[[], StreamSession]] = {
     FaultKind.CONTENT_FILTERED: lambda: untimed(CHAT_PATH, content_filtered_chat()),
     FaultKind.CORRUPT_FRAME: lambda: untimed("/model/m/converse-stream", bedrock_frame_altered_as_text(),
                                              content_type="application/vnd.amazon.eventstream"),
+    FaultKind.CLIENT_TIMEOUT: lambda: hung_up(chat_events()[:3], [0.2, 0.3, 0.4], at=2.5),
 }
 
 #: A concrete component or setting each kind's hint must name.
@@ -487,6 +497,7 @@ HINT_NAMES: dict[FaultKind, str] = {
     FaultKind.TOOL_CALL_INDEX_COLLISION: "parallel_tool_calls: false",
     FaultKind.CONTENT_FILTERED: "content_filter",
     FaultKind.CORRUPT_FRAME: "application/vnd.amazon.eventstream",
+    FaultKind.CLIENT_TIMEOUT: "AIOHTTP_CLIENT_TIMEOUT",
 }
 
 

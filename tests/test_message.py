@@ -241,5 +241,6 @@ def test_the_panel_says_what_was_cut() -> None:
 def test_the_view_says_what_was_cut_and_does_not_judge_cut_arguments() -> None:
     view = llm_stream_view.prettify(BIG_BODY, Metadata(content_type="text/event-stream"))
     assert f"cut: only the first {KEPT_CHARS:,} of {BIG:,} chars were kept" in view
-    assert f"save (id c1) [JSON not checked: {len(ARGUMENTS) - KEPT_CHARS:,} of {len(ARGUMENTS):,} chars not kept]" in view
+    assert (f"    - name: save\n      id: c1\n      json: 'JSON not checked: {len(ARGUMENTS) - KEPT_CHARS:,} "
+            f"of {len(ARGUMENTS):,} chars not kept'") in view
     assert "invalid JSON" not in view

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e import MEDIC, ROOT, load_script, run_mitmdump
+from e2e import MEDIC, ROOT, load_script, mitmdump, run_mitmdump
 from mitmproxy.io import FlowReader
 
 from ssemedic.files import cli
@@ -54,6 +55,51 @@ class Expect:
     reasoning: str = HEALTHY_REASONING
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: (tool_call_id, content) of each tool result (MCP's content items and structuredContent), checked when not None.
+    tool_results: list[tuple[str | None, str]] | None = None
+    #: The framing, checked when not None.
+    framing: str | None = None
+    #: Whether the provider's terminal signal arrived, checked when not None.
+    complete: bool | None = None
+
+
+# -- what the streams of #13 hold, read from the published bodies they serve ------
+#
+# Each is computed from the bytes the demo upstream serves (its tests/field/
+# bodies, its spec-built MCP and error streams) with plain json, never by
+# ssemedic: see scripts/demo_upstream.py for each source.
+
+
+def chat_text(body: bytes) -> str:
+    """The content deltas of an OpenAI chat SSE body (choice 0)."""
+    text = []
+    for block in body.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:]).get("choices", []):
+                    text.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(text)
+
+
+def gemini_array_text() -> str:
+    return "".join(part.get("text", "") for element in demo.gemini_array_elements()
+                   for part in json.loads(element)["candidates"][0]["content"]["parts"] if not part.get("thought"))
+
+
+def cohere_text() -> str:
+    payloads = [json.loads(line) for line in demo.chunk_lines(demo.field_body(demo.COHERE_FIELD))]
+    return "".join(p["delta"]["message"]["content"]["text"] for p in payloads if p["type"] == "content-delta")
+
+
+def openrouter_error() -> str:
+    body = demo.field_body(demo.OPENROUTER_FIELD).decode()
+    return next(json.loads(line[6:])["error"]["message"] for line in body.split("\n")
+                if line.startswith("data: ") and '"error"' in line)
+
+
+MCP_RESULTS = [(str(demo.MCP_REQUEST_ID), demo.MCP_RESULT["content"][0]["text"]),
+               (str(demo.MCP_REQUEST_ID), f"[resource link {demo.MCP_RESULT['content'][1]['uri']}]"),
+               (str(demo.MCP_REQUEST_ID), json.dumps(demo.MCP_RESULT["structuredContent"], ensure_ascii=False))]
 
 
 EXPECTED: dict[str, Expect] = {
@@ -83,6 +129,20 @@ EXPECTED: dict[str, Expect] = {
     # Bedrock sends neither Cache-Control: no-transform nor X-Accel-Buffering.
     "bedrock": Expect(HEADERS),
     "bedrock-invoke": Expect(HEADERS),
+    # The streams of #13 (scripts/demo_upstream.py names each source).
+    "gemini-array": Expect(HEADERS, gemini_array_text(), "", framing="jsonarray", complete=True),
+    "mcp": Expect(frozenset(), "", "", tool_results=MCP_RESULTS, framing="sse", complete=True),
+    "mcp-cut": Expect(frozenset({"truncated"}), "", "", tool_results=[], framing="sse", complete=False),
+    "cohere": Expect(HEADERS, cohere_text(), "", complete=True),
+    "azure": Expect(HEADERS, chat_text(demo.field_body(demo.AZURE_FIELD)), "", complete=True),
+    "azure-filtered": Expect(HEADERS | {"content-filtered"}, chat_text(demo.field_body(demo.AZURE_FILTERED_FIELD)),
+                             "", complete=True),
+    "openrouter": Expect(HEADERS | {"error-in-stream"}, chat_text(demo.field_body(demo.OPENROUTER_FIELD)), "",
+                         errors=[openrouter_error()]),
+    "llama-cpp-error": Expect(HEADERS | {"error-in-stream", "done-after-error"}, "", "",
+                              errors=[demo.LLAMA_CPP_ERROR["message"]], complete=False),
+    "vllm-error": Expect(HEADERS | {"error-in-stream", "done-after-error"}, demo.VLLM_TEXT, "",
+                         errors=[demo.VLLM_ERROR["message"]], complete=False),
     # Hostile payloads (scripts/demo_upstream.py HOSTILE_EVENTS): reported, and the rest of the stream kept.
     "hostile-surrogate": Expect(HEADERS | SPLITS, HEALTHY_TEXT + demo.HOSTILE_SURROGATE),
     "hostile-nan": Expect(HEADERS | SPLITS | {"invalid-json"}),
@@ -144,6 +204,12 @@ def check_message(summary: dict[str, Any], expect: Expect) -> None:
     assert summary["reasoning"] == expect.reasoning
     assert [(c["name"], json.loads(c["arguments"])) for c in summary["tool_calls"]] == expect.tool_calls
     assert [e["message"] for e in summary["errors"]] == expect.errors
+    if expect.tool_results is not None:
+        assert [(r["tool_call_id"], r["content"]) for r in summary["tool_results"]] == expect.tool_results
+    if expect.framing is not None:
+        assert summary["framing"] == expect.framing
+    if expect.complete is not None:
+        assert summary["complete"] is expect.complete
 
 
 # -- the library ------------------------------------------------------------------
@@ -210,7 +276,7 @@ def test_every_request_carries_credentials_as_a_client_sends_them() -> None:
         with flows_file(name).open("rb") as f:
             [flow] = list(FlowReader(f).stream())
         headers = {k.lower() for k in flow.request.headers}
-        assert headers & {"authorization", "x-api-key", "x-goog-api-key"}, name
+        assert headers & {"authorization", "x-api-key", "x-goog-api-key", "api-key"}, name
 
 
 def test_no_recording_holds_the_clients_key() -> None:
@@ -328,3 +394,83 @@ def test_healthy_default_is_unchanged_by_the_clean_variant() -> None:
     assert demo.SCENARIOS["healthy"](demo.Call("m", True, 0.0)).headers == demo.SSE_HEADERS
     clean = demo.SCENARIOS["healthy-clean"](demo.Call("m", True, 0.0))
     assert b"".join(c for _, c in clean.chunks) == b"".join(demo.healthy_events("m"))
+
+
+# -- the streams of #13: live through mitmdump, and report on the raw body ---------
+
+#: The recordings of #13's framings and providers.
+STREAMS_13 = ["bedrock", "bedrock-invoke", "gemini-array", "mcp", "mcp-cut", "cohere", "azure", "azure-filtered",
+              "openrouter", "llama-cpp-error", "vllm-error"]
+#: What a summary must agree on, whichever way the stream was read.
+MEANING = ("provider", "framing", "text", "reasoning", "tool_calls", "tool_results", "errors", "complete",
+           "finish_reason")
+
+
+def jsonl_summaries(jsonl: Path, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        if jsonl.exists():
+            found = [o for o in map(json.loads, jsonl.read_text(encoding="utf-8").splitlines())
+                     if o.get("type") == "summary"]
+            if len(found) >= count:
+                return found
+        time.sleep(0.05)
+    raise AssertionError(f"{len(found)} of {count} summaries in {jsonl}")
+
+
+@pytest.fixture(scope="module")
+def live_13(upstream: int, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bytes, bytes, dict[str, Any]]]:
+    """Each stream of #13 requested as its recording was (path, body, headers)
+    through one live mitmdump with ssemedic, and directly: (bytes through,
+    bytes direct, ssemedic's JSONL summary)."""
+    workdir = tmp_path_factory.mktemp("live13")
+    jsonl = workdir / "events.jsonl"
+    out: dict[str, tuple[bytes, bytes]] = {}
+    with mitmdump(upstream, workdir, "--set", f"ssemedic_jsonl={jsonl}", "--set", "ssemedic_log=summary") as mitm:
+        for name in STREAMS_13:
+            recording = make.BY_NAME[name]
+            got = []
+            for base in (mitm.base, f"http://127.0.0.1:{upstream}"):
+                with httpx.Client(timeout=20) as client, client.stream(
+                        "POST", recording.url(base, 0.001), json=recording.body, headers=recording.headers) as reply:
+                    assert reply.status_code == 200
+                    got.append(b"".join(reply.iter_raw()))
+            out[name] = (got[0], got[1])
+            jsonl_summaries(jsonl, len(out))  # one at a time: the summaries come in request order
+        summaries = jsonl_summaries(jsonl, len(STREAMS_13))
+    return {name: (*out[name], summary) for name, summary in zip(STREAMS_13, summaries, strict=True)}
+
+
+@pytest.mark.parametrize("name", STREAMS_13)
+def test_live_through_mitmdump_byte_for_byte_and_read(name: str, live_13: dict[str, Any]) -> None:
+    through, direct, summary = live_13[name]
+    assert through == direct and through
+    assert kinds(summary) == EXPECTED[name].faults
+    check_message(summary, EXPECTED[name])
+
+
+@pytest.mark.parametrize("name", STREAMS_13)
+def test_report_on_the_raw_body_whatever_its_name_reads_what_the_flow_does(
+    name: str, reports: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    with flows_file(name).open("rb") as f:
+        [flow] = list(FlowReader(f).stream())
+    raw = tmp_path / "body.bin"  # no extension to go by: the bytes are sniffed
+    raw.write_bytes(flow.response.raw_content)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["report", "--json", str(raw)]) == 0
+    [offline] = json.loads(out.getvalue())
+    from_flow = reports[name]
+    if name == "llama-cpp-error":
+        # Its body is an error: field and [DONE]: no payload names a provider, the request path did,
+        # and for a generic stream [DONE] is the end.
+        assert (offline["provider"], from_flow["provider"]) == ("generic", "openai-chat")
+        assert (offline["complete"], from_flow["complete"]) == (True, False)
+        from_flow = {**from_flow, "provider": "generic", "complete": True}
+    for key in MEANING:
+        assert offline[key] == from_flow[key], key
+    # Without headers or a timeline, only what the body itself shows is diagnosed.
+    body_faults = EXPECTED[name].faults - HEADERS
+    assert kinds(offline) == body_faults

@@ -296,7 +296,7 @@ def test_a_declared_stream_whose_body_was_not_stored_says_so() -> None:
 
 @pytest.mark.parametrize(("content", "reason"), [
     (b"", "empty file"),
-    (PNG_HEAD, "not an SSE or NDJSON capture, nor an AWS event stream, a mitmproxy flow or a HAR file"),
+    (PNG_HEAD, "not an SSE or NDJSON capture, nor an AWS event stream, a streamed JSON array, a mitmproxy flow or a HAR file"),
     (b"\x00" * 64, "not an SSE or NDJSON capture"),
     (b"<!DOCTYPE html><html></html>", "not an SSE or NDJSON capture"),
     (b"123:not a tnetstring", "not a readable mitmproxy flow or HAR file"),

@@ -25,6 +25,9 @@ DEFAULT_STALL_SECONDS = 10.0
 #: BURST_MAX_ARRIVALS separate chunks was buffered somewhere.
 BURST_MIN_EVENTS = 6
 BURST_MAX_ARRIVALS = 2
+#: A client that hangs up on an unfinished stream after at least this long
+#: without a byte timed out (shorter: a user who stopped a flowing answer).
+CLIENT_TIMEOUT_SECONDS = 1.0
 
 _ISSUE_FAULTS = {
     IssueKind.INVALID_UTF8: FaultKind.INVALID_UTF8,
@@ -41,8 +44,12 @@ _ERROR_FIELD = "unknown field 'error' ignored"
 
 
 def is_client_disconnect(error: str | None) -> bool:
-    """Whether mitmproxy's flow error says the client went away (not the upstream)."""
-    return error is not None and "client disconnected" in error.lower()
+    """Whether mitmproxy's flow error says the client went away (not the upstream):
+    "Client disconnected." (HTTP/1), "stream reset by client (CANCEL)" (HTTP/2)."""
+    if error is None:
+        return False
+    error = error.lower()
+    return "client disconnected" in error or "reset by client" in error
 
 
 def splits_a_character(data: bytes) -> bool:
@@ -83,6 +90,7 @@ class Diagnoser:
         self._unparsed = False  # the parser could not read on to the end (a corrupt frame)
         self._payload_seen = False  # whether any event carried a part (not only pings)
         self._first_done: tuple[int, int] | None = None  # the first [DONE]'s stream offset and event index
+        self._client_fed: float | None = None  # when ssemedic itself last wrote to the client (keepalives)
 
     def add(self, kind: FaultKind, detail: str = "", *, event_index: int | None = None,
             offset: int | None = None) -> None:
@@ -177,12 +185,20 @@ class Diagnoser:
         if time is not None:
             self._last_alive = time
 
+    def client_fed(self, time: float) -> None:
+        """ssemedic wrote to the client itself at ``time`` (a keepalive comment,
+        no upstream byte): the client's silence ended then, the upstream's did not."""
+        self._client_fed = time
+
     def end(self, outcome: Outcome, *, clean: bool, client_gone: bool = False,
-            recording_cut: bool = False) -> None:
+            recording_cut: bool = False, ended_at: float | None = None,
+            last_data_at: float | None = None) -> None:
         """The stream ended (its last issues already given); ``clean`` is False
         when the connection broke. When the client hung up (``client_gone``),
         an unfinished stream is the client's doing, not the upstream's: no
-        truncation faults then. When the input ends at a recording cut
+        truncation faults then, but a client-timeout when it hung up at
+        ``ended_at`` after a silence since the last upstream bytes
+        (``last_data_at``, or the request's start) or keepalive. When the input ends at a recording cut
         (``recording_cut``), the stream's end was never seen: nothing is said about it
         (truncation, emptiness, end marker, unfinished tool arguments)."""
         if outcome.line_endings:
@@ -194,6 +210,8 @@ class Diagnoser:
         known = outcome.provider.terminal is not None
         if not clean and known and complete and not incomplete:
             clean = True  # the connection broke only after the stream had ended
+        if client_gone and not recording_cut and not (known and complete):
+            self._client_timeout(outcome, ended_at, last_data_at)
         # From here on, a cut recording is judged like a client that hung up:
         # what came before is the upstream's, what would have come is unknown.
         client_gone = client_gone or recording_cut
@@ -232,6 +250,22 @@ class Diagnoser:
                      f"{arrivals} burst{'s' * (arrivals > 1)}")
 
     # -- helpers ------------------------------------------------------------------
+
+    def _client_timeout(self, outcome: Outcome, ended_at: float | None, last_data_at: float | None) -> None:
+        """The client hung up on an unfinished stream: a timeout if it had
+        waited long, and not for an error the upstream had sent."""
+        if ended_at is None or self._error_seen or outcome.message.errors:
+            return
+        times = [t for t in (last_data_at, self._client_fed) if t is not None]
+        if not times:
+            return
+        silence = ended_at - max(times)
+        if silence < CLIENT_TIMEOUT_SECONDS:
+            return
+        since = "the last keepalive" if self._client_fed is not None and self._client_fed >= max(times) else (
+            "the last upstream bytes" if outcome.bytes else "the request, before any upstream byte")
+        self.add(FaultKind.CLIENT_TIMEOUT, f"the client hung up {silence:.1f} s after {since}",
+                 offset=outcome.bytes)
 
     def _emptiness(self, outcome: Outcome, known: bool) -> str | None:
         """Why a cleanly ended stream is empty (no event with a payload), or None.

@@ -34,6 +34,7 @@ class FaultKind(StrEnum):
     TOOL_CALL_INDEX_COLLISION = "tool-call-index-collision"
     CONTENT_FILTERED = "content-filtered"
     CORRUPT_FRAME = "corrupt-frame"
+    CLIENT_TIMEOUT = "client-timeout"
 
 
 class Severity(StrEnum):
@@ -224,6 +225,18 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "Something between Bedrock and here altered the bytes: a proxy or middleware that treats the "
         "body as text (charset conversion, newline or UTF-8 'fixing'), or that cuts and joins it. "
         "application/vnd.amazon.eventstream is binary: every hop must pass it through untouched.",
+    ),
+    FaultKind.CLIENT_TIMEOUT: Entry(
+        Severity.ERROR,
+        "the client (or a hop between it and ssemedic) closed the stream during a silence, with no "
+        "upstream error: a read timeout shorter than the model's pauses",
+        "Raise the timeout of whatever reads the stream, for streaming routes: nginx in front "
+        "`proxy_read_timeout` (60 s by default: the longest wait between two reads); the SDK's or HTTP "
+        "client's read timeout (openai `OpenAI(timeout=...)`, 600 s by default; httpx "
+        "`httpx.Timeout(..., read=...)`); Open WebUI's `AIOHTTP_CLIENT_TIMEOUT` (seconds, a limit on the "
+        "whole request to the model server: only raising it helps). Against idle-read timeouts, keep the "
+        "stream alive: the server sends SSE comments (`: ping`) during pauses, or "
+        "`--set ssemedic_keepalive=SECONDS` sends `: keepalive` comments meanwhile.",
     ),
 }
 

@@ -30,8 +30,9 @@ MEDIA_TYPES = {"sse": "text/event-stream", "ndjson": "application/x-ndjson", "ev
 #: (only a provider that streams so is read this way: see ``Provider.json_array``).
 JSONARRAY = "jsonarray"
 
-# An SSE body starts with a comment or one of the four field names.
-_SSE_FIRST_LINE = re.compile(rb"^(?::|(?:data|event|id|retry)(?::|\r|\n|$))")
+# An SSE body starts with a comment or one of the four field names, or with
+# ``error:``, the field llama.cpp's server writes a stream's error in.
+_SSE_FIRST_LINE = re.compile(rb"^(?::|(?:data|event|id|retry)(?::|\r|\n|$)|error:)")
 
 
 def framing_for_content_type(content_type: str | None, *, json_array: bool = False) -> str | None:

@@ -284,6 +284,7 @@ class Message:
             "finish_reason": self.finish_reason,
             "errors": [{"message": e.message, "type": e.type, "code": e.code} for e in self.errors],
             "model": self.model,
+            "response_id": self.response_id,
             "chars": self.chars(),
             "cut": self.cut(),
         }

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Protocol
 from .decoding import DecodeError, StreamDecoder, problem, supported
 from .diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from .faults import Fault
-from .framing import framing_for_content_type, sniff_framing, sniff_needs_more
+from .framing import JSONARRAY, framing_for_content_type, sniff_framing, sniff_needs_more
 from .inject import Injection, Injector
 from .recording import ClientSide, Cut, Recorder
 from .repair import BODY_REPAIRS, Repair, Repairer
@@ -123,7 +123,11 @@ class Inspection:
         if self._sniffing:
             self._sniffed += data
             if (b"\n" not in self._sniffed or sniff_needs_more(self._sniffed)) and len(self._sniffed) < SNIFF_BYTES:
-                return None
+                # A binary prelude or an opening array shows itself without a line:
+                # held for a newline, a short first frame or element would wait.
+                if sniff_framing(self._sniffed, json_array=self.session.rules.json_array is not None) not in (
+                        "eventstream", JSONARRAY):
+                    return None
             return self._decide(at)
         return self._parse(data, at)
 
@@ -500,6 +504,13 @@ class Pipeline:
             self.notes.append("repairs and injections rewrite text events; an AWS event stream is binary: "
                               "its body passed through unchanged")
             repairs, injections = repairs - BODY_REPAIRS, None
+        if injections and self.session.framing == JSONARRAY:
+            # The injector works on SSE and NDJSON events: in an array it would write SSE into JSON.
+            self.notes.append("injections break SSE and NDJSON streams; a streamed JSON array (Gemini without "
+                              "alt=sse) is not injected into: its body passed through unchanged")
+            injections = None
+        elif sniff:
+            injections = None  # a body that is sniffed may be no stream at all: never injected into
         #: Whether the sink was told about this stream (see announce()).
         self.announced = False
         self.ended = False

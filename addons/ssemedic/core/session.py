@@ -3,6 +3,7 @@ plus the timeline and timings. Sans-IO: the caller passes every timestamp."""
 
 from __future__ import annotations
 
+import ast
 import math
 from array import array
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from typing import Any
 
 from . import providers
 from .diagnose import DEFAULT_STALL_SECONDS, Diagnoser
-from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent
+from .events import DEFAULT_MAX_EVENT_SIZE, IssueLog, ParseIssue, ServerSentEvent, loads
 from .faults import Fault
 from .eventstream import EventStreamParser
 from .framing import JSONARRAY, framing_for_content_type, sniff_framing, sniff_needs_more
@@ -20,7 +21,7 @@ from .handoff import Outcome
 from .jsonarray import JSONArrayParser
 from .message import Message
 from .ndjson import NDJSONParser
-from .parts import TOKEN_PARTS, Malformed
+from .parts import TOKEN_PARTS, Error, Malformed
 from .providers.base import Interpreter, Provider
 from .sse import SSEParser
 
@@ -69,6 +70,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending, non-empty list."""
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def _field_error(said: str) -> Error:
+    """The error an SSE ``error:`` field (llama.cpp's) carries; ``said`` is the
+    parse issue's excerpt of its value, a Python string literal."""
+    try:
+        value: Any = loads(ast.literal_eval(said))
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, dict) and isinstance(value.get("error"), dict):
+        value = value["error"]
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        kind, code = value.get("type"), value.get("code")
+        return Error(value["message"], kind if isinstance(kind, str) else "error-field",
+                     None if code is None or isinstance(code, (dict, list)) else str(code))
+    return Error(said, "error-field")
 
 
 class StreamSession:
@@ -214,13 +231,20 @@ class StreamSession:
         if not recording_cut:
             records += self._records(parser.close(), at)
         self._give_issues()
-        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone, recording_cut=recording_cut)
+        timed = self._timed and at is not None
+        last_data = self.chunk_times[-1] if timed and self.chunk_times else self.started_at if timed else None
+        self.diagnoser.end(self.outcome(), clean=clean, client_gone=client_gone, recording_cut=recording_cut,
+                           ended_at=at if timed else None, last_data_at=last_data)
         return records
 
     def _give_issues(self) -> None:
         issues = self.issues
+        had_error_field = self.diagnoser.first_error_field is not None
         self.diagnoser.issues(issues[self._issues_given :])
         self._issues_given = len(issues)
+        if not had_error_field and self.diagnoser.first_error_field is not None:
+            # llama.cpp's "error:" field is no event, but it is the stream's error.
+            self.message.errors.append(_field_error(self.diagnoser.first_error_field[1]))
 
     def _note_time(self, at: float | None) -> None:
         if at is None and self._timed:
@@ -366,6 +390,7 @@ class StreamSession:
             "finish_reason": message["finish_reason"],
             "errors": message["errors"],
             "model": message["model"],
+            "response_id": message["response_id"],
             "chars": message["chars"],
             "cut": message["cut"],
             "complete": self.complete,

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..core import providers
-from . import replay
+from . import otel, replay
 from . import redact as redaction
 from ..core.describe import printable_data
 from ..core.events import dumps
@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         "--max-text", type=int, default=2000, metavar="N",
         help="show at most N characters of text per field (0: all; rich output only)",
     )
+    report.add_argument(
+        "--otlp", metavar="URL", type=_otlp_url,
+        help="also export each stream as an OpenTelemetry span (with its recorded timings) and metrics "
+        "to this OTLP/HTTP base URL, e.g. http://127.0.0.1:4318 (needs pip install 'ssemedic[otel]')",
+    )
     replay_parser = commands.add_parser("replay", help=replay.HELP, description=replay.DESCRIPTION)
     replay.add_arguments(replay_parser)
     redact_parser = commands.add_parser(
@@ -72,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     faults.add_argument("--json", action="store_true", help="print a JSON list")
     return parser
+
+
+def _otlp_url(value: str) -> str:
+    try:
+        return otel.check_url(value, empty=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _faults(args: argparse.Namespace) -> int:
@@ -98,6 +110,7 @@ def _report(args: argparse.Namespace) -> int:
     reports: list[dict[str, Any]] = []
     pages: list[html.Stream] = []
     problems: list[str] = []
+    captures = []
     failed = damaged = False
     for path in args.paths:
         try:
@@ -113,6 +126,7 @@ def _report(args: argparse.Namespace) -> int:
                 reports.append(pages[-1].report)
             else:
                 reports.append(build(stream, provider=args.provider))
+        captures += read.streams if args.otlp else []
         if read.damage is not None:
             before = read.damage.flow - 1
             them = "the flow before it is" if before == 1 else f"the {before} flows before it are"
@@ -135,6 +149,9 @@ def _report(args: argparse.Namespace) -> int:
             sys.stdout.write(text[start : start + (1 << 16)])
     elif args.html is None and (reports or not failed):
         render([printable_data(r) for r in reports], Console(highlight=False), max_text=args.max_text)
+    if args.otlp and (problem := otel.export_captures(args.otlp, captures, provider=args.provider)):
+        print(f"ssemedic: error: {problem}", file=sys.stderr)
+        failed = True
     return 2 if failed else 1 if damaged else 0
 
 

@@ -30,10 +30,8 @@ from .sources import Capture
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 def build(stream: Capture, *, provider: str | None = None, session: StreamSession | None = None) -> dict[str, Any]:
-    """Run ``stream`` through a session (or take ``session``, closed, that
-    ran over it) and return its report object."""
-    if session is None:
-        session = stream.session(provider=provider)
+    """Run ``stream`` through a session (unless given one it ran) and return its report object."""
+    session = session if session is not None else stream.session(provider=provider)
     report: dict[str, Any] = {"source": stream.label, "status": stream.status}
     report.update(session.summary())
     if all(at is None for _, at in stream.chunks):

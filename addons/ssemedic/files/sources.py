@@ -20,9 +20,11 @@ from ..core.decoding import DecodeError, StreamDecoder, problem
 from ..core.diagnose import is_client_disconnect
 from ..core.events import BOM
 from ..core.eventstream import valid_prelude
-from ..core.framing import MEDIA_TYPES, framing_for_content_type, sniff_framing
+from ..core.framing import JSONARRAY, MEDIA_TYPES, framing_for_content_type, sniff_framing
+from ..core import providers
 from ..core.session import EventRecord, StreamSession
 from ..core import recording
+from ..core import telemetry
 from ..core.recording import METADATA_KEY
 
 __all__ = [
@@ -113,6 +115,10 @@ class Capture:
     undecodable: str | None = None
     #: The flow's recording as stored (None for raw captures).
     recorded: recording.Recording | None = None
+    #: The request facts an OpenTelemetry span needs (flows only).
+    request: telemetry.Request | None = None
+    #: The framing when the Content-Type cannot tell it (a raw JSON array capture), else None.
+    framing: str | None = None
 
     def session(self, *, provider: str | None = None) -> StreamSession:
         """Run a new session over the whole stream and return it, closed."""
@@ -123,6 +129,7 @@ class Capture:
         first ``keep`` event records (all when None). An ``undecodable`` body
         is not fed: the session stays empty and open, so nothing is diagnosed."""
         session = StreamSession(
+            framing=self.framing,
             provider=provider,
             method=self.method,
             path=self.path,
@@ -148,7 +155,8 @@ class Capture:
 
 
 def file_kind(head: bytes) -> str | None:
-    """``flows``, ``json`` (HAR or NDJSON), ``sse``, ``eventstream`` or None for a file's first bytes."""
+    """``flows``, ``json`` (HAR or NDJSON), ``sse``, ``eventstream``, ``jsonarray`` (an array of
+    objects, as Gemini streams without ``alt=sse``) or None for a file's first bytes."""
     if _TNETSTRING_START.match(head):
         return "flows"
     if valid_prelude(head):
@@ -157,7 +165,7 @@ def file_kind(head: bytes) -> str | None:
         return None
     if head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"{"):
         return "json"
-    return sniff_framing(head)
+    return sniff_framing(head, json_array=True)
 
 
 def read_head(path: Path) -> bytes:
@@ -318,9 +326,10 @@ def read_captures(path: str | Path) -> Captures:
         kind = file_kind(head)
         if kind == "flows":
             return _captures(path, _flow_file(path, f, har=False))
-        if kind not in ("json", "sse", "eventstream"):
+        if kind not in ("json", "sse", "eventstream", JSONARRAY):
             raise SourceError(
-                f"{path}: not an SSE or NDJSON capture, nor an AWS event stream, a mitmproxy flow or a HAR file"
+                f"{path}: not an SSE or NDJSON capture, nor an AWS event stream, a streamed JSON array, "
+                "a mitmproxy flow or a HAR file"
             )
         try:
             body = f.read()
@@ -338,6 +347,7 @@ def _capture(path: Path, body: bytes, framing: str) -> Capture:
         body=body,
         chunks=[(body, None)],
         content_type=content_type,
+        framing=JSONARRAY if framing == JSONARRAY else None,
         notes=["raw body capture: no request, headers or chunk timeline"],
     )
 
@@ -396,7 +406,9 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
     raw = response.raw_content
     declared = framing_for_content_type(content_type)
     if declared is None and not _request_wants_stream(request.raw_content):
-        if not raw or sniff_framing(raw[:_HEAD]) is None:
+        guess = providers.detect_from_request(request.method, request.path, request.headers)
+        json_array = providers.get(guess).json_array if guess else None
+        if not raw or sniff_framing(raw[:_HEAD], json_array=json_array is not None and json_array(request.path)) is None:
             return None
     label = f"{label_prefix} {request.method} {request.pretty_url}"
     notes: list[str] = []
@@ -457,4 +469,6 @@ def stream_from_flow(flow: Any, label_prefix: str) -> Capture | None:
         cut=recorded.cut,
         undecodable=undecodable,
         recorded=recorded,
+        request=telemetry.Request(request.method, request.path, request.host, request.port,
+                                  telemetry.request_model(request.path, request.get_content(strict=False))),
     )

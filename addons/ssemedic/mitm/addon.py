@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from mitmproxy import command, ctx, exceptions, flow, flowfilter, http
+from mitmproxy import command, connection, ctx, exceptions, flow, flowfilter, hooks, http
 
 from ..core import recording
 from ..core.pipeline import Backlog, Pipeline
+from .marking import MarkingSink, mark
 from .output import LOG_LEVELS, Reporter
 from ..core.headers import plan as header_plan
-from ..core.diagnose import DEFAULT_STALL_SECONDS
+from ..core.diagnose import DEFAULT_STALL_SECONDS, is_client_disconnect
 from ..core import providers
 from ..core.providers import detect_from_request
 from ..files.redact import redact_flow_or_drop, redact_url
+from ..files import otel
 from ..core.inject import Injection, parse_injections
 from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
 from ..core.framing import MEDIA_TYPES, framing_for_content_type
+from . import keepalive
 
 logger = logging.getLogger("ssemedic")
 
@@ -52,10 +55,14 @@ class Medic:
         self.letta_shape = "auto"
         self.repair_on = False
         self.redact_on = True
+        self.keepalive = 0.0
+        self.mark_on = True
         self._live: dict[str, http.HTTPFlow] = {}
         self._unsent: dict[str, _Unsent] = {}
         self._jsonl: IO[str] | None = None
         self.reporter = Reporter(console=console)
+        self.otel: otel.Exporter | None = None
+        self._otel_config: tuple[str, str, bool] = ("", otel.DEFAULT_SERVICE, False)
 
     # -- options ------------------------------------------------------------
 
@@ -105,12 +112,39 @@ class Medic:
             "selected or not. The traffic itself passes unchanged.",
         )
         loader.add_option(
+            "ssemedic_mark", str, "true",
+            "Mark the flows whose stream has an error-level fault (⚠) and add a comment naming "
+            "the faults (\"ssemedic: truncated\"), so ~marked and ~comment filter them. A marker "
+            "already set stays, a comment already there keeps its text (ssemedic's line is added).",
+        )
+        loader.add_option(
             "ssemedic_stall", str, "10",
             "Seconds of silence (no event and no keep-alive comment) that ssemedic reports as a stall.",
         )
         loader.add_option(
+            "ssemedic_keepalive", str, "0",
+            "During an upstream silence, send the client an SSE comment (`: keepalive`) every this many "
+            "seconds, where its event stream is at an event boundary, so read timeouts on the way do not "
+            "cut it; counted, never stored as upstream bytes. 0: off. SSE only (NDJSON is left alone).",
+        )
+        loader.add_option(
             "ssemedic_max_text", str, "200",
             "How many characters of text ssemedic shows per log line and summary field; 0 shows all.",
+        )
+        loader.add_option(
+            "ssemedic_otlp", str, "",
+            "Export one OpenTelemetry span per inspected stream, and GenAI metrics, to this OTLP/HTTP base URL "
+            "(e.g. http://127.0.0.1:4318; needs pip install 'ssemedic[otel]'). Batched off the proxy's path: "
+            "a collector that is down costs the traffic nothing. OTEL_EXPORTER_OTLP_* variables apply. Empty: off.",
+        )
+        loader.add_option(
+            "ssemedic_otlp_service", str, otel.DEFAULT_SERVICE,
+            "The service.name of the exported spans and metrics (this default yields to OTEL_SERVICE_NAME).",
+        )
+        loader.add_option(
+            "ssemedic_otlp_content", str, "false",
+            "Put the answer's text and tool-call arguments in the spans (gen_ai.output.messages). "
+            "Credentials are never exported.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -133,11 +167,16 @@ class Medic:
         # it cannot parse a --set value for it, so they are parsed here instead.
         repair_on = parsed("ssemedic_repair", _flag, self.repair_on)
         redact_on = parsed("ssemedic_redact", _flag, self.redact_on)
+        mark_on = parsed("ssemedic_mark", _flag, self.mark_on)
         repairs = parsed("ssemedic_repairs", parse_repairs, self.repairs)
         shape = parsed("ssemedic_letta_shape", _letta_shape, self.letta_shape)
         injections = parsed("ssemedic_inject", parse_injections, self.injections)
         stall_after = parsed("ssemedic_stall", _stall, self.stall_after)
         filter_ = parsed("ssemedic_filter", _filter, self.filter)
+        every = parsed("ssemedic_keepalive", _keepalive, self.keepalive)
+        otel_config = (parsed("ssemedic_otlp", otel.check_url, self._otel_config[0]),
+                       parsed("ssemedic_otlp_service", str, self._otel_config[1]),
+                       parsed("ssemedic_otlp_content", _flag, self._otel_config[2]))
         # Opened last, so that a refused setting creates no file.
         jsonl = self._jsonl if problems else parsed("ssemedic_jsonl", _open_jsonl, self._jsonl)
         if problems:
@@ -148,8 +187,14 @@ class Medic:
             self._jsonl = jsonl
         self.log_level, self.max_text = log_level, max_text
         self.repair_on, self.redact_on, self.repairs = repair_on, redact_on, repairs
+        self.mark_on = mark_on
         self.letta_shape, self.injections = shape, injections
-        self.stall_after, self.filter = stall_after, filter_
+        self.stall_after, self.filter, self.keepalive = stall_after, filter_, every
+        if otel_config != self._otel_config:
+            self._close_otel()
+            self._otel_config = otel_config
+            self.otel = otel.Exporter(otel_config[0], service=otel_config[1], content=otel_config[2]) \
+                if otel_config[0] else None
         self._rebuild_reporter()
 
     def running(self) -> None:
@@ -172,6 +217,7 @@ class Medic:
         self.backlog.abandon()
         self.reporter.close()
         self._close_jsonl()
+        self._close_otel()
 
     # -- hooks ----------------------------------------------------------------
 
@@ -189,6 +235,9 @@ class Medic:
             stream.announce()
         self.streams[f.id] = stream
         f.response.stream = stream
+        if self.keepalive:
+            f.response.stream = keepalive.Keepalive(f, stream, self.keepalive, notes=stream.notes, clock=self.clock,
+                                                    on_sent=stream.session.diagnoser.client_fed)
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
         # In flight until response or error: done() redacts what is left,
@@ -213,7 +262,7 @@ class Medic:
         try:
             stream = self.streams.pop(f.id, None)
             if stream is not None:
-                stream.end(self.clock(), error=f.error.msg if f.error else "connection error")
+                stream.end(self.clock(), error=_error_of(f))
                 self._store(f, stream)
         finally:
             self._unsent.pop(f.id, None)
@@ -279,9 +328,10 @@ class Medic:
 
     def _new_stream(self, f: http.HTTPFlow, *, sniff: bool = False, reporter: Reporter | None = None,
                     repairs: frozenset[Repair] = frozenset(),
-                    response_headers: dict[str, str] | None = None) -> Pipeline:
+                    response_headers: dict[str, str] | None = None, at_once: bool = False) -> Pipeline:
         assert f.response is not None
         url = f.request.pretty_url
+        sink = reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter)
         stream = Pipeline(
             flow_id=f.id,
             label=f"{f.request.method} {redact_url(url) if self.redact_on else url}",
@@ -291,15 +341,15 @@ class Medic:
             status=f.response.status_code,
             response_headers=response_headers or dict(f.response.headers.items()),
             started_at=f.request.timestamp_start,
-            sink=reporter or self.reporter,
+            sink=MarkingSink(sink, lambda stream: self._mark(f, stream)),
             clock=self.clock,
             sniff=sniff,
             stall_after=self.stall_after,
             repairs=repairs,
             letta_shape=self.letta_shape,
-            defer=_call_soon() if reporter is None else None,
+            defer=_call_soon() if reporter is None and not at_once else None,
             backlog=self.backlog,
-            injections=self.injections if reporter is None and not sniff else None,
+            injections=self.injections if reporter is None else None,  # the pipeline drops them when sniffing
         )
         return stream
 
@@ -347,7 +397,9 @@ class Medic:
     def _inspect_whole(self, f: http.HTTPFlow, reporter: Reporter | None = None) -> None:
         """Run a stored flow through a Pipeline, with its recorded timeline if any."""
         assert f.response is not None and f.response.raw_content is not None
-        stream = self._new_stream(f, reporter=reporter)
+        # Inspected at once when marking, unless server replay waits on it: the
+        # dumper's filter and -w, later in this hook, see the mark then.
+        stream = self._new_stream(f, reporter=reporter, at_once=self.mark_on and f.is_replay != "response")
         recorded = recording.read(f)
         if recorded.problem is not None:
             stream.notes.append(f"{recorded.problem}: timings unavailable")
@@ -361,6 +413,14 @@ class Medic:
             stream.receive(data, at)
         stream.end(recorded.ended_at, error=f.error.msg if f.error else None)
 
+    def _mark(self, f: http.HTTPFlow, stream: Pipeline) -> None:
+        """The stream's end was diagnosed: mark ``f`` if it is broken. A mark
+        set after the flow's hooks is shown through an update hook."""
+        if self.mark_on and mark(f, stream.session.faults):
+            defer, master = _call_soon(), ctx.master
+            if defer is not None:
+                defer(lambda: master.addons.trigger(hooks.UpdateHook([f])))
+
     def _rebuild_reporter(self) -> None:
         self.reporter.close()
         self.reporter = Reporter(
@@ -371,6 +431,11 @@ class Medic:
             defer=_call_soon(),
             redact=self.redact_on,
         )
+
+    def _close_otel(self) -> None:
+        if self.otel is not None:
+            self.otel.close()  # bounded: see files/otel.py
+            self.otel = None
 
     def _close_jsonl(self) -> None:
         if self._jsonl is not None:
@@ -385,6 +450,16 @@ class Medic:
         from .contentview import llm_stream_view
 
         contentviews.add(llm_stream_view)
+
+
+def _error_of(f: http.HTTPFlow) -> str:
+    """The flow's error, saying so when the client went away: mitmproxy says
+    "Client disconnected." for HTTP/1 clients, but for an HTTP/2 client that
+    closes its connection only "peer closed connection", as for a server."""
+    error = f.error.msg if f.error else "connection error"
+    if not is_client_disconnect(error) and not f.client_conn.state & connection.ConnectionState.CAN_READ:
+        return f"client disconnected ({error})"
+    return error
 
 
 def _call_soon() -> Callable[[Callable[[], None]], object] | None:
@@ -458,6 +533,17 @@ def _stall(value: str) -> float:
         seconds = -1.0
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(f"{value!r} is not a number of seconds > 0")
+    return seconds
+
+
+def _keepalive(value: str) -> float:
+    text = str(value).strip().lower()
+    if text in ("", "0", "off", "false", "no"):
+        return 0.0
+    seconds = _stall(value)
+    reason = keepalive.problem()
+    if reason is not None:
+        raise ValueError(f"cannot send keepalives with this mitmproxy: {reason}")
     return seconds
 
 

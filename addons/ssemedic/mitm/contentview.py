@@ -1,5 +1,6 @@
 """The "LLM stream" contentview: a streamed LLM response body shown as its
-events, when each arrived, what each means, and the message they assemble.
+verdict, the message its events assemble, when they arrived, and each event
+(core/view.py writes the text; this module finds the stream and adapts).
 
 The view registers nothing at import; the addon calls
 ``mitmproxy.contentviews.add(llm_stream_view)``.
@@ -7,15 +8,13 @@ The view registers nothing at import; the addon calls
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
 
 from mitmproxy import ctx, http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
-from ..core import providers
-from ..core.describe import describe, printable_lines, trim
+from ..core import providers, view
+from ..core.describe import printable_lines
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
 from ..files.redact import redact_text
@@ -28,13 +27,12 @@ logger = logging.getLogger(__name__)
 PRIORITY = 2.0
 #: How much of a body is looked at to tell whether it is SSE.
 SNIFF_BYTES = 4096
-#: How many characters of one event's text or arguments its line shows.
-EVENT_TEXT_LIMIT = 120
 #: How many events get a line of their own; the rest are only counted.
 MAX_EVENT_LINES = 5000
-#: How many parse issues and malformed events are listed in full.
-MAX_ISSUE_LINES = 100
-_LABEL_WIDTH = 12
+#: The columns every line of the view fits: mitmweb's detail pane beside the
+#: flow list on a laptop screen, and a 92-column terminal under mitmdump's
+#: 4-column indent.
+WIDTH = 88
 
 
 # -- choosing the view ------------------------------------------------------------
@@ -87,140 +85,21 @@ def run(stream: Capture) -> tuple[StreamSession, list[EventRecord]]:
     return stream.run(keep=MAX_EVENT_LINES)
 
 
-# -- formatting ---------------------------------------------------------------------
+# -- rendering ------------------------------------------------------------------------
 
 
-def _quote(text: str, limit: int = EVENT_TEXT_LIMIT) -> str:
-    return repr(trim(text, limit))
-
-
-def _ms(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds * 1000:,.1f} ms"
-
-
-def _ending(session: StreamSession) -> str:
-    if session.recording_cut and not session.complete:
-        return "end not recorded (recording cut)"
-    if session.rules.terminal is None and not session.message.markers:
-        # The generic interpreter calls every stream complete; here that would mislead.
-        return "unknown format: no terminal signal to check"
-    return "complete" if session.complete else "no terminal signal"
-
-
-def header(session: StreamSession) -> str:
-    """The first line: provider, framing, size, timings and whether it ended."""
-    timing = session.timing()
-    words = [
-        f"LLM stream · {session.provider} ({session.framing or 'unknown framing'})",
-        f"{session.event_count} events",
-        f"{session.bytes:,} bytes",
-    ]
-    if all(v is None for v in (timing.ttfb, timing.ttft, timing.duration, timing.gap_max)):
-        words.append("timing unknown (no chunk timeline)")
-    else:
-        words.append(
-            f"{timing.chunks} chunks · TTFB {_ms(timing.ttfb)} · TTFT {_ms(timing.ttft)} · "
-            f"duration {_ms(timing.duration)} · max gap {_ms(timing.gap_max)}"
-        )
-    words.append(_ending(session))
-    return " · ".join(words)
-
-
-def event_lines(records: Iterable[EventRecord], origin: float | None) -> list[str]:
-    """One line per event: index, time since ``origin`` (when known), type, meaning."""
-    rows = []
-    for record in records:
-        when = "" if origin is None or record.time is None else f"+{record.time - origin:.3f}s"
-        if record.parts:
-            meaning = describe(record.parts, EVENT_TEXT_LIMIT)
-        else:
-            meaning = f"(no meaning) data {_quote(record.event.data)}"
-        rows.append((f"#{record.index}", when, trim(record.event.event, 32), meaning))
-    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
-    return [
-        "  ".join(x for x in (index.ljust(widths[0]), when.rjust(widths[1]), kind.ljust(widths[2]), meaning) if x)
-        for index, when, kind, meaning in rows
-    ]
-
-
-def _field(label: str, value: str) -> str:
-    indent = "\n" + " " * (_LABEL_WIDTH + 2)
-    return f"  {label:<{_LABEL_WIDTH}}{value.replace(chr(10), indent)}"
-
-
-def _cut(total: int, keep: int) -> str:
-    """A note after content whose first ``keep`` of ``total`` characters were kept."""
-    return f"\n… cut: only the first {keep:,} of {total:,} chars were kept" if total > keep else ""
-
-
-def message_lines(session: StreamSession, notes: Iterable[str] = ()) -> list[str]:
-    """The assembled message, then every parse issue and note."""
-    message = session.message
-    lines = ["message"]
-    if message.model or message.response_id:
-        lines.append(_field("model", " · ".join(x for x in (message.model, message.response_id) if x)))
-    if message.reasoning:
-        lines.append(_field("reasoning", message.reasoning + _cut(message.reasoning_chars, message.keep)))
-    via = f" (via {', '.join(message.text_via)})" if message.text_via else ""
-    text = message.text + _cut(message.text_chars, message.keep)
-    lines.append(_field("text" + via, text) if message.text else _field("text", "(none)"))
-    if message.refusal:
-        lines.append(_field("refusal", message.refusal + _cut(message.refusal_chars, message.keep)))
-    for call in message.tool_calls.values():
-        ident = f" (id {call.id})" if call.id else ""
-        lines.append(_field("tool call", f"{call.name or '?'}{ident} [{call.validity}]\n{call.arguments}"))
-    for what, count in message.cut().items():
-        if what.endswith("_dropped"):
-            lines.append(_field("cut", f"{count:,} {what.removesuffix('_dropped').replace('_', ' ')} not kept"))
-    for result, length in zip(message.tool_results, message.tool_result_lengths):
-        who = result.name or result.tool_call_id or "?"
-        cut = _cut(length, len(result.content))
-        lines.append(_field("tool error" if result.is_error else "tool result", f"{who} → {result.content}{cut}"))
-    if message.usage:
-        lines.append(_field("usage", json.dumps(message.usage, ensure_ascii=False)))
-    ending = " · ".join(message.markers) if message.markers else ""
-    finish = (message.finish_reason or "—", ending, _ending(session))
-    lines.append(_field("finish", " · ".join(x for x in finish if x)))
-    for err in message.errors:
-        kind = "/".join(k for k in (err.type, err.code) if k)
-        lines.append(_field("error", f"[{kind}] {err.message}" if kind else err.message))
-    for fault in session.faults:
-        where = f" (event #{fault.event_index})" if fault.event_index is not None else ""
-        detail = f": {fault.detail}" if fault.detail else ""
-        lines.append(_field("fault", f"{fault.kind} [{fault.severity}]{where}{detail} — {fault.message}"))
-        lines.append(_field("", f"fix: {fault.hint}"))
-    for issue in session.issues[:MAX_ISSUE_LINES]:
-        lines.append(_field("issue", f"{issue.kind} @{issue.offset}: {issue.detail}"))
-    listed = min(len(session.issues), MAX_ISSUE_LINES)
-    unlisted = sum(session.issue_log.counts.values()) - listed
-    if unlisted > 0:
-        lines.append(_field("issue", f"… and {unlisted} more"))
-    for index, bad in session.malformed_events[:MAX_ISSUE_LINES]:
-        lines.append(_field("malformed", f"event #{index} {bad.kind}: {bad.detail}"))
-    if len(session.malformed_events) > MAX_ISSUE_LINES:
-        lines.append(_field("malformed", f"… and {len(session.malformed_events) - MAX_ISSUE_LINES} more"))
-    for note in notes:
-        lines.append(_field("note", note))
-    return lines
-
-
-def render(stream: Capture) -> str:
-    """The whole view text for one stream."""
+def render(stream: Capture, width: int | None = None) -> str:
+    """The whole view text for one stream (see core/view.py), ``width`` columns wide."""
     session, records = run(stream)
     origin = stream.started_at
     if origin is None and stream.chunks:
         origin = stream.chunks[0][1]
-    lines = [header(session), ""]
     notes = stream.notes
-    if stream.cut is not None:
-        # Said at the top, once: everything below is only what came before the cut.
-        lines += [stream.cut.diagnosed(), ""]
-        notes = [note for note in notes if note != stream.cut.diagnosed()]
-    lines += event_lines(records, origin) or ["(no events)"]
-    if session.event_count > len(records):
-        lines.append(f"… {session.event_count - len(records)} more events not listed")
-    lines.append("")
-    lines += message_lines(session, notes)
+    cut_note = stream.cut.diagnosed() if stream.cut is not None else None
+    if cut_note is not None:
+        notes = [note for note in notes if note != cut_note]  # said once, in the verdict
+    lines = view.render(session, records, width=WIDTH if width is None else width, origin=origin,
+                        notes=notes, cut_note=cut_note)
     return "\n".join(lines)
 
 
@@ -236,7 +115,8 @@ class LLMStreamContentview(Contentview):
 
     @property
     def syntax_highlight(self) -> SyntaxHighlight:
-        return "none"
+        # The view's text is YAML: keys, values, numbers, flags and comments are coloured apart.
+        return "yaml"
 
     def prettify(self, data: bytes, metadata: Metadata) -> str:
         try:

@@ -32,6 +32,7 @@ from ..core.events import dumps
 from ..core.faults import Fault
 from ..files.redact import may_hold_secret, redact_data, redact_text
 from ..core.pipeline import Pipeline, header_summary
+from ..core.providers.bedrock import wrapped_event_name
 from ..files.report import SEVERITY_STYLES, panel
 from ..core.session import EventRecord
 
@@ -221,7 +222,10 @@ class Reporter:
                 t = self._offset(stream, record.time)
                 meaning = describe(record.parts, self.max_text)
                 style = "red" if "ERROR" in meaning or "MALFORMED" in meaning else ""
-                self._line(stream, style, f"#{record.index}{t} {clip(record.event.event, 40)}: {meaning}")
+                name = record.event.event
+                if name == "chunk":  # Bedrock's InvokeModel: say what it wraps (None for any other stream)
+                    name = f"chunk {wrapped_event_name(session.interpreter, record.event) or ''}".rstrip()
+                self._line(stream, style, f"#{record.index}{t} {clip(name, 60)}: {meaning}")
         if self.jsonl is not None:
             self._write_json(self._safe_data({
                 "type": "event",

@@ -198,6 +198,7 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="anthropic",
+    semconv_name="anthropic",
     interpreter=AnthropicInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

@@ -13,6 +13,7 @@ parts through a table from event type to handler.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ def encode_event(payload: Any, framing: str, event: str | None = None) -> bytes:
     return ((f"event: {event}\n" if event else "") + f"data: {data}\n\n").encode()
 
 
+_TEXT_COMPLETION = re.compile(r"(?<!chat)/completions/?$|/api/generate/?$")
+
+
+def chat_operation(path: str) -> str:
+    """gen_ai.operation.name: a plain prompt completion (OpenAI's /completions,
+    Ollama's /api/generate) is text_completion, anything else chat."""
+    return "text_completion" if _TEXT_COMPLETION.search(path) else "chat"
+
+
 def openai_error_event(framing: str, message: str) -> bytes:
     """OpenAI's error object, which most clients of an unknown format read too."""
     return encode_event({"error": {"message": message, "type": "upstream_error", "code": "upstream_truncated"}},
@@ -118,6 +128,10 @@ class Provider:
     #: JSON array sent element by element (framing ``jsonarray``, Gemini without
     #: ``alt=sse``); None when the provider never streams so.
     json_array: Callable[[str], bool] | None = None
+    #: Its gen_ai.provider.name in the OpenTelemetry GenAI conventions (None: ``name``).
+    semconv_name: str | None = None
+    #: The gen_ai.operation.name of a request to a path (query excluded).
+    operation: Callable[[str], str] = chat_operation
 
     def end_marker_event(self, framing: str) -> bytes:
         """The end marker as one whole event of ``framing`` (b"" when there is none)."""

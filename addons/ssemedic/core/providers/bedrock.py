@@ -261,6 +261,25 @@ def _inner_interpreter(interp: BedrockInterpreter, event: ServerSentEvent) -> In
     return ModelTextInterpreter()
 
 
+def wrapped_event_name(interp: Interpreter, event: ServerSentEvent) -> str | None:
+    """What an InvokeModel ``chunk`` event carries, named as the wrapped
+    model's own interpreter names it (Anthropic's ``content_block_delta``,
+    a wrapped Converse event's name), or None when nothing more is known.
+    For the live log: it decodes the chunk again, so it is not for every event."""
+    if event.event != "chunk" or not isinstance(interp, BedrockInterpreter) or interp.inner is None:
+        return None
+    try:
+        encoded = loads(event.data).get("bytes")
+        text = base64.b64decode(encoded, validate=True).decode("utf-8") if isinstance(encoded, str) else ""
+        payload = loads(text)
+    except (ValueError, RecursionError, AttributeError, binascii.Error):
+        return None
+    if interp.inner is interp:  # a Converse event wrapped in its name
+        return next(iter(payload)) if isinstance(payload, dict) and len(payload) == 1 else None
+    name = interp.inner.key(ServerSentEvent("message", text, None, None, event.raw, event.offset), payload)
+    return None if name == "message" else name
+
+
 def _match_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
     return _PATH.search(path) is not None
 
@@ -292,6 +311,7 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="bedrock",
+    semconv_name="aws.bedrock",
     interpreter=BedrockInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

@@ -143,6 +143,7 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="cohere",
+    semconv_name="cohere",
     interpreter=CohereInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

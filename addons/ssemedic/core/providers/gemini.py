@@ -316,6 +316,8 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="gemini",
+    semconv_name="gcp.gemini",
+    operation=lambda path: "generate_content",
     interpreter=GeminiInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

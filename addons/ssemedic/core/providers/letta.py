@@ -399,6 +399,7 @@ class LettaRewriter:
 
 PROVIDER = Provider(
     name="letta",
+    operation=lambda path: "invoke_agent",
     interpreter=LettaInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

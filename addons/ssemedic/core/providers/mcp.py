@@ -119,6 +119,7 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="mcp",
+    operation=lambda path: "execute_tool",
     interpreter=McpInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

@@ -226,6 +226,7 @@ def _match_payload(event: ServerSentEvent, payload: Any) -> bool:
 
 PROVIDER = Provider(
     name="openai-chat",
+    semconv_name="openai",
     interpreter=ChatInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

@@ -218,6 +218,7 @@ def _make_error_event(framing: str, message: str) -> bytes:
 
 PROVIDER = Provider(
     name="openai-responses",
+    semconv_name="openai",
     interpreter=ResponsesInterpreter,
     match_request=_match_request,
     match_payload=_match_payload,

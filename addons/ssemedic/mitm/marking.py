@@ -1,0 +1,88 @@
+"""Marks the flows whose stream is broken, so the flow list shows them: a flow
+with an error-level fault gets a marker and a comment naming its faults, and
+``~marked`` or ``~comment truncated`` find it in mitmweb, the console UI and
+saved flows.
+
+A user's own marker is never replaced, and their comment never overwritten:
+ssemedic's line (``ssemedic: truncated, done-after-error``) is appended to it
+on a line of its own. Run again (``-nr`` of a marked file), ssemedic
+rewrites only its own line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from mitmproxy import flow
+
+from ..core.faults import Fault, Severity
+from ..core.pipeline import Pipeline, Sink
+from ..core.session import EventRecord
+
+#: The marker of a broken stream (one of mitmproxy's, so ``flow.mark`` and
+#: the UIs take it; mitmweb and the console UI show it as ⚠).
+MARKER = ":warning:"
+#: How ssemedic's line in a flow's comment starts.
+PREFIX = "ssemedic: "
+
+
+def comment_line(faults: Iterable[Fault]) -> str | None:
+    """``ssemedic: kind, kind`` for the error-level faults, in order of
+    appearance, or None when there is none."""
+    kinds = [str(f.kind) for f in faults if f.severity == Severity.ERROR]
+    return PREFIX + ", ".join(dict.fromkeys(kinds)) if kinds else None
+
+
+def mark(f: flow.Flow, faults: Iterable[Fault]) -> bool:
+    """Mark ``f`` and comment on it if ``faults`` hold an error; whether ``f`` changed.
+    A marker already set (by the user, or by an earlier run) stays as it is."""
+    line = comment_line(faults)
+    if line is None:
+        return False
+    before = (f.marked, f.comment)
+    if not f.marked:
+        f.marked = MARKER
+    lines = f.comment.split("\n") if f.comment else []
+    ours = [i for i, text in enumerate(lines) if text.startswith(PREFIX)]
+    if ours:
+        lines[ours[0]] = line
+    else:
+        lines.append(line)
+    f.comment = "\n".join(lines)
+    return (f.marked, f.comment) != before
+
+
+class MarkingSink:
+    """A Sink that passes everything on to ``inner`` and, when a stream
+    finished (its end inspected and diagnosed), calls ``on_finished`` first."""
+
+    def __init__(self, inner: Sink, on_finished: Callable[[Pipeline], None]) -> None:
+        self.inner = inner
+        self.on_finished = on_finished
+
+    def started(self, stream: Pipeline) -> None:
+        self.inner.started(stream)
+
+    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
+        self.inner.first_chunk(stream, data)
+
+    def event(self, stream: Pipeline, record: EventRecord) -> None:
+        self.inner.event(stream, record)
+
+    def progress(self, stream: Pipeline) -> None:
+        self.inner.progress(stream)
+
+    def finished(self, stream: Pipeline, error: str | None) -> None:
+        try:
+            self.on_finished(stream)
+        finally:
+            self.inner.finished(stream, error)
+
+    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
+        self.inner.internal_error(stream, exc)
+
+    def fault(self, stream: Pipeline, fault: Fault) -> None:
+        self.inner.fault(stream, fault)
+
+    def note(self, stream: Pipeline, text: str) -> None:
+        self.inner.note(stream, text)
