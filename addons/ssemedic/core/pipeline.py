@@ -288,6 +288,14 @@ class Mirror:
     def final(self) -> list[bytes]:
         return []
 
+    def catch_up(self) -> None:
+        """An end waiting for a later turn is inspected now, with every chunk
+        still queued (the flow is saved in this turn: see Pipeline.finish_now)."""
+        if self._end_pending:
+            self._end_pending = False
+            self._drain()
+            self.stream.finish()
+
     def finish(self, at: float | None, error: str | None) -> list[str]:
         """The end was inspected: close the session (unless inspection fell
         behind: the session never saw the stream's end, and closing it would
@@ -389,6 +397,9 @@ class Rewrite:
 
     def abandon(self) -> None:
         """Nothing waits: a rewritten stream is inspected inline."""
+
+    def catch_up(self) -> None:
+        """Nothing waits: the end was inspected when it came."""
 
     def finish(self, at: float | None, error: str | None) -> list[str]:
         """The end was inspected: cut what the client still gets, and return
@@ -630,6 +641,13 @@ class Pipeline:
     def abandon(self) -> None:
         """The proxy stops: give up the inspection still queued."""
         self.forward.abandon()
+
+    def finish_now(self) -> None:
+        """After end(): inspect what still waits and the end in this turn, not
+        a later one, so the stream is finished when this returns (the flow
+        is saved now, and must carry the diagnosis)."""
+        if self.ended and not self.finished:
+            self.forward.catch_up()
 
     def finish(self) -> None:
         """Inspect the end (once every queued chunk was) and tell the sink."""

@@ -250,6 +250,7 @@ class Medic:
             stream = self.streams.pop(f.id, None)
             if stream is not None:
                 stream.end(self.clock())
+                self._finish_if_saved(stream)
                 self._store(f, stream)
             elif f.response is not None and f.response.raw_content is not None and self._selection(f):
                 self._inspect_whole(f)
@@ -263,6 +264,7 @@ class Medic:
             stream = self.streams.pop(f.id, None)
             if stream is not None:
                 stream.end(self.clock(), error=_error_of(f))
+                self._finish_if_saved(stream)
                 self._store(f, stream)
         finally:
             self._unsent.pop(f.id, None)
@@ -412,6 +414,17 @@ class Medic:
         for data, at in recorded.chunks:
             stream.receive(data, at)
         stream.end(recorded.ended_at, error=f.error.msg if f.error else None)
+
+    def _finish_if_saved(self, stream: Pipeline) -> None:
+        """A live stream's end is diagnosed a turn after this hook, so the
+        client's last byte never waits on it; but with ``-w``
+        (save_stream_file) mitmproxy's save addon writes the flow in this
+        very hook, after ssemedic (a script runs before it): then the end
+        is diagnosed now, and the saved flow has its mark. Whatever
+        save_stream_filter says: it may select on ``~marked`` itself."""
+        options = getattr(ctx, "options", None)
+        if self.mark_on and getattr(options, "save_stream_file", None):
+            stream.finish_now()
 
     def _mark(self, f: http.HTTPFlow, stream: Pipeline) -> None:
         """The stream's end was diagnosed: mark ``f`` if it is broken. A mark
