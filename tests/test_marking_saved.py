@@ -5,6 +5,7 @@ turn later; with save_stream_file set, the end is diagnosed in the hook."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -167,3 +168,58 @@ def test_finish_now_inspects_the_queue_and_the_end_at_once_and_only_once() -> No
     for call in list(later):  # the turns scheduled before: nothing left to do
         call()
     assert sink.ends == [None]
+
+
+# -- the hooks in process: deferred without -w, finished in the hook with it ----------------
+
+TRUNCATED_BODY = b'data: {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\ndata: {"ob'
+
+
+def _hooks(tmp_path: Path, *, saving: bool) -> tuple[str, str, list[Any]]:
+    """A truncated live stream through ssemedic's hooks, then Save's, as
+    mitmproxy calls them: the mark right after the response hooks, the
+    mark a loop turn later, and the flows the file got."""
+    from mitmproxy.addons import save
+    from mitmproxy.test import taddons, tflow
+
+    from ssemedic.mitm.addon import Medic
+
+    out = tmp_path / "hooks.flows"
+
+    async def run() -> tuple[str, str]:
+        addon, saver = Medic(), save.Save()
+        with taddons.context(addon, saver) as tctx:
+            tctx.configure(addon, ssemedic_log="off")
+            if saving:
+                tctx.configure(saver, save_stream_file=str(out))
+            f = tflow.tflow(resp=True)
+            f.request.method, f.request.path = "POST", "/v1/chat/completions"
+            f.request.content = b'{"model": "m", "stream": true}'
+            f.response.headers["content-type"] = "text/event-stream"
+            f.response.content = None
+            del f.response.headers["content-length"]
+            addon.responseheaders(f)
+            assert callable(f.response.stream)
+            f.response.stream(TRUNCATED_BODY)
+            f.response.stream(b"")
+            addon.response(f)
+            saver.response(f)
+            in_hook = f.comment
+            for _ in range(5):
+                await asyncio.sleep(0)
+            later = f.comment
+            saver.done()
+        return in_hook, later
+
+    in_hook, later = asyncio.run(run())
+    return in_hook, later, _read(out) if out.exists() else []
+
+
+def test_without_w_the_end_is_still_diagnosed_a_turn_after_the_hook(tmp_path: Path) -> None:
+    assert _hooks(tmp_path, saving=False) == ("", "ssemedic: truncated", [])
+
+
+def test_with_w_the_end_is_diagnosed_in_the_hook_and_saved(tmp_path: Path) -> None:
+    in_hook, later, saved = _hooks(tmp_path, saving=True)
+    assert (in_hook, later) == ("ssemedic: truncated", "ssemedic: truncated")
+    assert [(f.marked, f.comment) for f in saved] == [(MARKER, "ssemedic: truncated")]
