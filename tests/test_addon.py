@@ -247,6 +247,8 @@ def test_replayed_flow_gives_the_same_log_as_live(medic: Any) -> None:
         ("ssemedic_repair", "maybe", "ssemedic_repair: 'maybe' is not true or false"),
         ("ssemedic_redact", "sometimes", "ssemedic_redact: 'sometimes' is not true or false"),
         ("ssemedic_stall", "0", "ssemedic_stall: '0' is not a number of seconds > 0"),
+        ("ssemedic_view_width", "wide", "ssemedic_view_width: 'wide' is not a whole number >= 40"),
+        ("ssemedic_view_width", "20", "ssemedic_view_width: '20' is not a whole number >= 40"),
     ],
 )
 def test_bad_option_values_name_the_option_and_the_problem(medic: Any, option: str, value: str, message: str) -> None:
@@ -361,3 +363,22 @@ def test_without_the_headers_repair_an_untyped_stream_keeps_its_content_type(med
     f = llm_flow("text/plain")
     addon.responseheaders(f)
     assert f.response.headers["content-type"] == "text/plain"
+
+
+def test_view_width_option_sets_the_width_of_the_llm_stream_view(medic: Any) -> None:
+    from ssemedic.mitm import contentview
+    from mitmproxy.contentviews import Metadata
+
+    addon, _, tctx = medic
+    f = llm_flow()
+    stream_through(addon, f, [BODY])
+    assert f.response is not None
+    metadata = Metadata(flow=f, http_message=f.response, content_type="text/event-stream")
+
+    def widest(text: str) -> int:
+        return max(len(line) for line in text.splitlines())
+
+    default = contentview.llm_stream_view.prettify(f.response.content or b"", metadata)
+    tctx.configure(addon, ssemedic_view_width="50")
+    narrow = contentview.llm_stream_view.prettify(f.response.content or b"", metadata)
+    assert widest(narrow) <= 50 < widest(default)

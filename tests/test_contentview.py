@@ -212,7 +212,7 @@ def test_prettify_never_raises_for_any_bytes_without_a_flow(data: bytes, content
 
 
 def test_an_internal_failure_becomes_a_short_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(stream: Any) -> str:
+    def broken(stream: Any, width: int | None = None) -> str:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cv, "render", broken)

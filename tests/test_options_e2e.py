@@ -28,6 +28,7 @@ BAD_VALUES = [
     ("ssemedic_redact", "sometimes", "is not true or false"),
     ("ssemedic_stall", "abc", "is not a number of seconds > 0"),
     ("ssemedic_max_text", "-1", "is not a whole number >= 0"),
+    ("ssemedic_view_width", "9", "is not a whole number >= 40"),
 ]
 
 

@@ -16,6 +16,7 @@ from mitmproxy import command, connection, ctx, exceptions, flow, flowfilter, ho
 
 from ..core import recording
 from ..core.pipeline import Backlog, Pipeline
+from .contentview import MIN_WIDTH as VIEW_MIN_WIDTH, WIDTH as VIEW_WIDTH
 from .marking import MarkingSink, mark
 from .output import LOG_LEVELS, Reporter
 from ..core.headers import plan as header_plan
@@ -118,6 +119,11 @@ class Medic:
             "already set stays, a comment already there keeps its text (ssemedic's line is added).",
         )
         loader.add_option(
+            "ssemedic_view_width", str, str(VIEW_WIDTH),
+            f"Columns the LLM stream view fits its lines in (at least {VIEW_MIN_WIDTH}); "
+            "about 76 fits mitmweb's detail pane in a 1400-pixel window.",
+        )
+        loader.add_option(
             "ssemedic_stall", str, "10",
             "Seconds of silence (no event and no keep-alive comment) that ssemedic reports as a stall.",
         )
@@ -168,6 +174,7 @@ class Medic:
         repair_on = parsed("ssemedic_repair", _flag, self.repair_on)
         redact_on = parsed("ssemedic_redact", _flag, self.redact_on)
         mark_on = parsed("ssemedic_mark", _flag, self.mark_on)
+        parsed("ssemedic_view_width", _view_width, VIEW_WIDTH)  # the view reads the option itself
         repairs = parsed("ssemedic_repairs", parse_repairs, self.repairs)
         shape = parsed("ssemedic_letta_shape", _letta_shape, self.letta_shape)
         injections = parsed("ssemedic_inject", parse_injections, self.injections)
@@ -516,6 +523,16 @@ def _log_level(value: str) -> str:
     if value not in LOG_LEVELS:
         raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
     return value
+
+
+def _view_width(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < VIEW_MIN_WIDTH:
+        raise ValueError(f"{value!r} is not a whole number >= {VIEW_MIN_WIDTH}")
+    return number
 
 
 def _max_text(value: str) -> int:

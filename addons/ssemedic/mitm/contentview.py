@@ -29,10 +29,13 @@ PRIORITY = 2.0
 SNIFF_BYTES = 4096
 #: How many events get a line of their own; the rest are only counted.
 MAX_EVENT_LINES = 5000
-#: The columns every line of the view fits: mitmweb's detail pane beside the
-#: flow list on a laptop screen, and a 92-column terminal under mitmdump's
-#: 4-column indent.
+#: The columns every line of the view fits unless ``ssemedic_view_width``
+#: says otherwise: a 92-column terminal under mitmdump's 4-column indent.
+#: mitmweb's detail pane beside the flow list is narrower on a laptop screen
+#: (about 76 columns in a 1400-pixel window): set the option to it.
 WIDTH = 88
+#: The narrowest width the view is laid out for (core/view.py's minimum).
+MIN_WIDTH = view.MIN_WIDTH
 
 
 # -- choosing the view ------------------------------------------------------------
@@ -120,7 +123,7 @@ class LLMStreamContentview(Contentview):
 
     def prettify(self, data: bytes, metadata: Metadata) -> str:
         try:
-            text = printable_lines(render(stream_for(data, metadata)))  # upstream text is data, not escapes
+            text = printable_lines(render(stream_for(data, metadata), _width()))  # upstream text is data
             return redact_text(text) if _redacting() else text
         except Exception as exc:
             # mitmproxy would show a traceback instead of the body; say why in one line.
@@ -133,6 +136,16 @@ class LLMStreamContentview(Contentview):
         except Exception:
             logger.debug("LLM stream view could not judge a body", exc_info=True)
             return 0
+
+
+def _width() -> int:
+    """The width ``ssemedic_view_width`` sets, or WIDTH when it cannot be told
+    (no addon loaded; a bad value is refused by the addon's configure)."""
+    try:
+        value = int(ctx.options.ssemedic_view_width)
+    except Exception:
+        return WIDTH
+    return value if value >= MIN_WIDTH else WIDTH
 
 
 def _redacting() -> bool:
