@@ -17,6 +17,7 @@ from ..core import providers, view
 from ..core.describe import printable_lines
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
+from ..files import report
 from ..files.redact import redact_text
 from ..files.sources import Capture, stream_from_flow
 
@@ -99,7 +100,7 @@ def render(stream: Capture, width: int | None = None) -> str:
     if cut_note is not None:
         notes = [note for note in notes if note != cut_note]  # said once, in the verdict
     lines = view.render(session, records, width=WIDTH if width is None else width, origin=origin,
-                        notes=notes, cut_note=cut_note)
+                        notes=notes, cut_note=cut_note, sides=report.sides(stream))
     return "\n".join(lines)
 
 
