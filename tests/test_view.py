@@ -229,15 +229,16 @@ def test_a_repaired_stream_shows_both_sides_and_its_changed_events(width: int) -
         assert shown[side] == f"{totals.bytes:,} bytes · {totals.chunks:,} chunks · {totals.events:,} events"
     assert shown["changes"] == " · ".join(f"{found.counts.get(kind, 0):,} {kind}" for kind in sides.KINDS)
     # What the client missed first (the invalid JSON, the [DONE] after the error), then the rechunked one.
-    listed = [(kind, value) for item in shown["first changed"] for kind, value in item.items()]
+    listed = shown["first changed"]
     expected = sorted(found.changes, key=lambda c: c.kind == "rechunked")
-    assert [kind for kind, _ in listed] == [c.kind for c in expected]
-    assert [value.split(" (")[0] for kind, value in listed] == [f"upstream #{c.upstream}" for c in expected]
+    assert [next(iter(item)) for item in listed] == [c.kind for c in expected]
+    assert [item[c.kind].split(" (")[0] for item, c in zip(listed, expected)] == [
+        f"upstream #{c.upstream}" for c in expected]
+    dropped, moved = listed[0], expected[-1]
+    assert listed[-1] == {"rechunked": f"upstream #{moved.upstream} ({moved.upstream_bytes:,} B, "
+                          f"{moved.upstream_chunks} chunks) → client #{moved.client} ({moved.client_bytes:,} B, 1 chunk)"}
     if width >= contentview.WIDTH:
-        assert listed[0][1].endswith(": data: {not json\\n\\n")  # the upstream's bytes, escaped
-        moved = expected[-1]
-        assert listed[-1][1] == (f"upstream #{moved.upstream} ({moved.upstream_bytes:,} B, {moved.upstream_chunks} "
-                                 f"chunks) → client #{moved.client} ({moved.client_bytes:,} B, 1 chunk)")
+        assert dropped["bytes"] == "data: {not json\\n\\n"  # the upstream's bytes, escaped, in full
 
 
 def test_changed_events_are_bounded_and_their_total_said() -> None:
@@ -249,6 +250,7 @@ def test_changed_events_are_bounded_and_their_total_said() -> None:
     assert total > view.MAX_CHANGE_LINES
     lines = section(contentview.render(stream))
     assert sum(1 for line in lines if line.startswith("    - ")) == view.MAX_CHANGE_LINES
+    assert all(columns(line) <= contentview.WIDTH for line in lines)
     assert any(line.startswith(f"    # {view.MAX_CHANGE_LINES} of {total:,} changed events") for line in lines)
     assert f"    # … {total - view.MAX_CHANGE_LINES:,} more not listed (ssemedic report --json lists them)" in lines
     assert "client got the stream injected (split-events)" in YAML(typ="safe", pure=True).load(
@@ -265,3 +267,25 @@ def test_an_inspected_stream_says_in_one_line_that_the_client_got_the_upstreams_
     # A body ssemedic did not record: what the client got is not known, so nothing is claimed.
     session, records = session_of([(chat("a") + b"data: [DONE]\n\n", 100.5)])
     assert not any(line.startswith("client vs upstream") for line in view.render(session, records))
+
+
+def test_a_client_side_that_cannot_be_made_again_is_said_and_the_view_still_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream, _ = flow_through(BROKEN_CHUNKS, repairs=parse_repairs("reframe,sanitize,done"))
+    assert stream.recorded is not None and stream.recorded.client is not None
+    # A recording from a newer ssemedic names a stage this one does not know.
+    monkeypatch.setattr(stream.recorded.client, "repairs", ("reframe", "teleport"))
+    text = contentview.render(stream)
+    lines = section(text)
+    assert lines[0].startswith("client vs upstream: client got the stream repaired (reframe, teleport)")
+    assert any("names a stage this ssemedic does not know" in line for line in lines[1:])
+    assert "events" in YAML(typ="safe", pure=True).load(text)
+
+    def broken(stream: Capture) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(contentview.report, "sides", broken)
+    text = contentview.render(stream)
+    assert section(text) == ["client vs upstream: 'the client''s side could not be made again: RuntimeError: boom'"]
+    assert text.startswith("verdict: ") and "\nevents:\n" in text

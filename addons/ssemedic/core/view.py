@@ -413,21 +413,28 @@ def _side(totals: SideTotals) -> str:
     return f"{_count(totals.bytes, 'byte')} · {_count(totals.chunks, 'chunk')} · {_count(totals.events, 'event')}"
 
 
-def _change(change: Change, room: int) -> str:
-    """One changed event in about ``room`` columns: where it is on each side,
-    its bytes and chunks there, and what its bytes were."""
+def _change(out: Writer, change: Change) -> None:
+    """One changed event as a sequence item: its kind, where it is on each
+    side with its bytes and chunks there, then what its bytes were on the
+    sides that have it, each shortened to one line."""
     up = f"upstream #{change.upstream} ({change.upstream_bytes:,} B, {_count(change.upstream_chunks, 'chunk')})"
     down = f"client #{change.client} ({change.client_bytes:,} B, {_count(change.client_chunks, 'chunk')})"
     if change.kind == "dropped":
-        head, previews = up, [change.upstream_preview]
+        where, previews = up, [("bytes", change.upstream_preview)]
     elif change.kind == "added":
-        head, previews = down, [change.client_preview]
+        where, previews = down, [("bytes", change.client_preview)]
     elif change.kind == "rechunked":
-        return f"{up} → {down}"
+        where, previews = f"{up} → {down}", []  # the same bytes: only the cuts moved
     else:
-        head, previews = f"{up} → {down}", [change.upstream_preview, change.client_preview]
-    left = max(room - cells(head) - 2 - 3 * (len(previews) - 1), 24 * len(previews)) // len(previews)
-    return head + ": " + " → ".join(shorten(printable(p), left) for p in previews)
+        where, previews = f"{up} → {down}", [("upstream", change.upstream_preview), ("client", change.client_preview)]
+    out.field(2, change.kind, where, item=True)
+    for name, preview in previews:
+        # Room for the key and a quote each side; doubled quotes may still wrap it.
+        # Cut with a bare "…": sides.py keeps only a preview, the full size is said above.
+        text = printable(preview.removesuffix("…")).replace("\r", "\\r").replace("\n", "\\n")
+        room = out.width - cells(f"{'  ' * 3}{name}: ") - 2
+        cut = cells(text) > room or preview.endswith("…")
+        out.field(3, name, _take(text, room - 1) + "…" if cut else text)
 
 
 def sides_section(out: Writer, found: Sides | None) -> None:
@@ -458,8 +465,7 @@ def sides_section(out: Writer, found: Sides | None) -> None:
     out.key(1, "first changed", f"{len(ordered):,} of {_count(total, 'changed event')}"
             + (", rechunked ones last" if any(c.kind == "rechunked" for c in found.changes) else ""))
     for change in ordered:
-        lead = cells("    - : ") + len(change.kind) + 2  # and a quote each side, should it need them
-        out.field(2, change.kind, _change(change, out.width - lead), item=True)
+        _change(out, change)
     if total > len(ordered):
         out.comment(2, f"… {total - len(ordered):,} more not listed (ssemedic report --json lists them)")
 
