@@ -11,12 +11,18 @@ import pytest
 import urwid
 from helpers import sse_event
 from mitmproxy import io
+from mitmproxy.test import tflow
 from ruamel.yaml import YAML
 
-from ssemedic.core import view
+from ssemedic.core import sides, view
+from ssemedic.core.inject import parse_injections
+from ssemedic.core.recording import METADATA_KEY
+from ssemedic.core.repair import parse_repairs
 from ssemedic.core.session import StreamSession
 from ssemedic.files.sources import Capture, stream_from_flow
 from ssemedic.mitm import contentview
+from test_sides import BROKEN_CHUNKS, HEADERS, PATH, again, chunk
+from test_sides import run as through_pipeline
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "recordings"
 #: healthy: reasoning then text; truncated, error-then-done: errors; tool-call: two calls;
@@ -54,7 +60,7 @@ def test_verdict_comes_first_and_no_line_is_wider_than_the_width(name: str, widt
     keys = top_keys(text)
     assert keys[:2] == ["verdict", "provider"]
     assert keys.index("complete") < keys.index("faults") < keys.index("message")
-    assert keys[-3:] == ["message", "arrivals", "events"]
+    assert keys[-4:] == ["message", "client vs upstream", "arrivals", "events"]
     widest = max(text.splitlines(), key=columns)
     assert columns(widest) <= width, widest
 
@@ -180,3 +186,106 @@ def test_plain_scalars_only_when_yaml_reads_them_back(text: str, plain: bool) ->
 def test_wide_characters_count_two_columns() -> None:
     assert view.cells("ab") == 2 and view.cells("Привет") == 6 and view.cells("😊🚀") == 4
     assert all(columns(line) <= 10 for line in view.wrap("😊" * 30, 10))
+
+
+# -- what the client got versus what the upstream sent -----------------------------------
+
+
+def flow_through(chunks: list[tuple[bytes, float]], **options: object) -> tuple[Capture, sides.Sides | None]:
+    """A flow as the addon leaves it after a live Pipeline ran over ``chunks``
+    (the upstream's raw body and the pipeline's metadata), and the two sides
+    as core/sides.py makes them again from that pipeline (None: it kept no
+    client side, nothing was rewritten)."""
+    pipeline, _ = through_pipeline(chunks, **options)
+    flow = tflow.tflow(resp=True)
+    flow.request.method, flow.request.path = "POST", PATH
+    flow.request.timestamp_start = chunks[0][1] - 0.1
+    flow.response.headers.clear()
+    flow.response.headers.update(HEADERS)
+    flow.response.raw_content = b"".join(data for data, _ in chunks)
+    flow.metadata[METADATA_KEY] = pipeline.metadata()
+    stream = stream_from_flow(flow, "")
+    assert stream is not None
+    return stream, again(pipeline, chunks)[1] if pipeline.client is not None else None
+
+
+def section(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("client vs upstream:"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("arrivals:"))
+    return lines[start:end]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_repaired_stream_shows_both_sides_and_its_changed_events(width: int) -> None:
+    stream, found = flow_through(BROKEN_CHUNKS, repairs=parse_repairs("reframe,sanitize,done"))
+    assert found is not None and found.changed and found.upstream is not None and found.client is not None
+    text = contentview.render(stream, width)
+    assert all(columns(line) <= width for line in text.splitlines()), max(text.splitlines(), key=columns)
+    assert section(text)[0] == "client vs upstream:"
+    shown = YAML(typ="safe", pure=True).load(text)["client vs upstream"]
+    assert shown["how"] == found.how
+    for side, totals in (("upstream", found.upstream), ("client", found.client)):
+        assert shown[side] == f"{totals.bytes:,} bytes · {totals.chunks:,} chunks · {totals.events:,} events"
+    assert shown["changes"] == " · ".join(f"{found.counts.get(kind, 0):,} {kind}" for kind in sides.KINDS)
+    # What the client missed first (the invalid JSON, the [DONE] after the error), then the rechunked one.
+    listed = shown["first changed"]
+    expected = sorted(found.changes, key=lambda c: c.kind == "rechunked")
+    assert [next(iter(item)) for item in listed] == [c.kind for c in expected]
+    assert [item[c.kind].split(" (")[0] for item, c in zip(listed, expected)] == [
+        f"upstream #{c.upstream}" for c in expected]
+    dropped, moved = listed[0], expected[-1]
+    assert listed[-1] == {"rechunked": f"upstream #{moved.upstream} ({moved.upstream_bytes:,} B, "
+                          f"{moved.upstream_chunks} chunks) → client #{moved.client} ({moved.client_bytes:,} B, 1 chunk)"}
+    if width >= contentview.WIDTH:
+        assert dropped["bytes"] == "data: {not json\\n\\n"  # the upstream's bytes, escaped, in full
+
+
+def test_changed_events_are_bounded_and_their_total_said() -> None:
+    body = b"".join(chunk(str(n)) for n in range(30)) + b"data: [DONE]\n\n"
+    chunks = [(body[i : i + 200], 1.0 + i / 1000) for i in range(0, len(body), 200)]
+    stream, found = flow_through(chunks, injections=parse_injections("split-events"))
+    assert found is not None
+    total = sum(found.counts.values())
+    assert total > view.MAX_CHANGE_LINES
+    lines = section(contentview.render(stream))
+    assert sum(1 for line in lines if line.startswith("    - ")) == view.MAX_CHANGE_LINES
+    assert all(columns(line) <= contentview.WIDTH for line in lines)
+    assert any(line.startswith(f"    # {view.MAX_CHANGE_LINES} of {total:,} changed events") for line in lines)
+    assert f"    # … {total - view.MAX_CHANGE_LINES:,} more not listed (ssemedic report --json lists them)" in lines
+    assert "client got the stream injected (split-events)" in YAML(typ="safe", pure=True).load(
+        "\n".join(lines))["client vs upstream"]["how"]
+
+
+def test_an_inspected_stream_says_in_one_line_that_the_client_got_the_upstreams_bytes() -> None:
+    stream, found = flow_through(BROKEN_CHUNKS)
+    assert found is None
+    assert stream.recorded is not None and stream.recorded.client is None
+    text = contentview.render(stream)
+    assert section(text) == ["client vs upstream: the client got the upstream's bytes unchanged"]
+    assert YAML(typ="safe", pure=True).load(text)["client vs upstream"] == sides.unchanged().how
+    # A body ssemedic did not record: what the client got is not known, so nothing is claimed.
+    session, records = session_of([(chat("a") + b"data: [DONE]\n\n", 100.5)])
+    assert not any(line.startswith("client vs upstream") for line in view.render(session, records))
+
+
+def test_a_client_side_that_cannot_be_made_again_is_said_and_the_view_still_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream, _ = flow_through(BROKEN_CHUNKS, repairs=parse_repairs("reframe,sanitize,done"))
+    assert stream.recorded is not None and stream.recorded.client is not None
+    # A recording from a newer ssemedic names a stage this one does not know.
+    monkeypatch.setattr(stream.recorded.client, "repairs", ("reframe", "teleport"))
+    text = contentview.render(stream)
+    lines = section(text)
+    assert lines[0].startswith("client vs upstream: client got the stream repaired (reframe, teleport)")
+    assert any("names a stage this ssemedic does not know" in line for line in lines[1:])
+    assert "events" in YAML(typ="safe", pure=True).load(text)
+
+    def broken(stream: Capture) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(contentview.report, "sides", broken)
+    text = contentview.render(stream)
+    assert section(text) == ["client vs upstream: 'the client''s side could not be made again: RuntimeError: boom'"]
+    assert text.startswith("verdict: ") and "\nevents:\n" in text

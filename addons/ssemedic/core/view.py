@@ -28,6 +28,7 @@ from .describe import describe, printable
 from .faults import Fault, Severity
 from .handoff import EventRecord
 from .session import StreamSession
+from .sides import KINDS, Change, Sides, SideTotals
 
 #: The width the view fits when none is given.
 DEFAULT_WIDTH = 100
@@ -40,6 +41,8 @@ MAX_ISSUE_LINES = 100
 BARS = "▁▂▃▄▅▆▇█"
 QUIET = "·"
 STALL = "━"
+#: How many changed events the client-vs-upstream section lists; the rest are counted.
+MAX_CHANGE_LINES = 5
 #: Marks in the event table.
 SPLIT = "÷"  # the event's bytes arrived in more than one chunk
 BURST = "≡"  # it arrived in the same chunk as the event before it
@@ -406,6 +409,67 @@ def message_section(out: Writer, session: StreamSession, notes: Iterable[str] = 
             out.item(2, note)
 
 
+def _side(totals: SideTotals) -> str:
+    return f"{_count(totals.bytes, 'byte')} · {_count(totals.chunks, 'chunk')} · {_count(totals.events, 'event')}"
+
+
+def _change(out: Writer, change: Change) -> None:
+    """One changed event as a sequence item: its kind, where it is on each
+    side with its bytes and chunks there, then what its bytes were on the
+    sides that have it, each shortened to one line."""
+    up = f"upstream #{change.upstream} ({change.upstream_bytes:,} B, {_count(change.upstream_chunks, 'chunk')})"
+    down = f"client #{change.client} ({change.client_bytes:,} B, {_count(change.client_chunks, 'chunk')})"
+    if change.kind == "dropped":
+        where, previews = up, [("bytes", change.upstream_preview)]
+    elif change.kind == "added":
+        where, previews = down, [("bytes", change.client_preview)]
+    elif change.kind == "rechunked":
+        where, previews = f"{up} → {down}", []  # the same bytes: only the cuts moved
+    else:
+        where, previews = f"{up} → {down}", [("upstream", change.upstream_preview), ("client", change.client_preview)]
+    out.field(2, change.kind, where, item=True)
+    for name, preview in previews:
+        # Room for the key and a quote each side; doubled quotes may still wrap it.
+        # Cut with a bare "…": sides.py keeps only a preview, the full size is said above.
+        text = printable(preview.removesuffix("…")).replace("\r", "\\r").replace("\n", "\\n")
+        room = out.width - cells(f"{'  ' * 3}{name}: ") - 2
+        cut = cells(text) > room or preview.endswith("…")
+        out.field(3, name, _take(text, room - 1) + "…" if cut else text)
+
+
+def sides_section(out: Writer, found: Sides | None) -> None:
+    """What the client got versus what the upstream sent: one line when the
+    bytes went through unchanged; else both sides' totals, the changes by
+    kind, and the first MAX_CHANGE_LINES changed events (what the client
+    missed, got extra or got rewritten first; rechunked ones, which change no
+    byte, after), with how many there are in all. Nothing when not known."""
+    name = "client vs upstream"
+    if found is None:
+        return
+    if not found.changed or found.upstream is None or found.client is None:
+        out.field(0, name, found.how)
+        if found.note:
+            out.comment(1, found.note)
+        return
+    out.key(0, name)
+    out.field(1, "how", found.how)
+    out.field(1, "upstream", _side(found.upstream))
+    out.field(1, "client", _side(found.client))
+    total = sum(found.counts.get(kind, 0) for kind in KINDS)
+    out.field(1, "changes", " · ".join(f"{found.counts.get(kind, 0):,} {kind}" for kind in KINDS))
+    if found.note:
+        out.field(1, "note", found.note)
+    if not total:
+        return
+    ordered = sorted(found.changes, key=lambda c: c.kind == "rechunked")[:MAX_CHANGE_LINES]
+    out.key(1, "first changed", f"{len(ordered):,} of {_count(total, 'changed event')}"
+            + (", rechunked ones last" if any(c.kind == "rechunked" for c in found.changes) else ""))
+    for change in ordered:
+        _change(out, change)
+    if total > len(ordered):
+        out.comment(2, f"… {total - len(ordered):,} more not listed (ssemedic report --json lists them)")
+
+
 def timeline(out: Writer, session: StreamSession, origin: float | None) -> None:
     """Two rows of bars, chunks and events per time column, and a row marking TTFB (B) and TTFT (T)."""
     chunk_times = list(session.chunk_times)
@@ -508,14 +572,17 @@ def event_table(out: Writer, session: StreamSession, records: Sequence[EventReco
 
 
 def render(session: StreamSession, records: Sequence[EventRecord], *, width: int = DEFAULT_WIDTH,
-           origin: float | None = None, notes: Iterable[str] = (), cut_note: str | None = None) -> list[str]:
+           origin: float | None = None, notes: Iterable[str] = (), cut_note: str | None = None,
+           sides: Sides | None = None) -> list[str]:
     """The view of a closed ``session`` as lines of at most ``width`` columns:
-    verdict, message, timeline, then ``records`` (the events kept) as a table.
+    verdict, message, what the client got versus the upstream (``sides``,
+    when known), timeline, then ``records`` (the events kept) as a table.
     ``origin`` is the time the offsets count from (the request's start);
     ``cut_note`` says where a recording stopped short of the stream."""
     out = Writer(width)
     verdict(out, session, cut_note)
     message_section(out, session, notes)
+    sides_section(out, sides)
     timeline(out, session, origin)
     event_table(out, session, records, origin)
     return out.lines

@@ -13,10 +13,11 @@ import logging
 from mitmproxy import ctx, http
 from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 
-from ..core import providers, view
+from ..core import providers, sides, view
 from ..core.describe import printable_lines
 from ..core.framing import framing_for_content_type, sniff_framing
 from ..core.session import EventRecord, StreamSession
+from ..files import report
 from ..files.redact import redact_text
 from ..files.sources import Capture, stream_from_flow
 
@@ -102,7 +103,7 @@ def render(stream: Capture, width: int | None = None) -> str:
     if cut_note is not None:
         notes = [note for note in notes if note != cut_note]  # said once, in the verdict
     lines = view.render(session, records, width=WIDTH if width is None else width, origin=origin,
-                        notes=notes, cut_note=cut_note)
+                        notes=notes, cut_note=cut_note, sides=_sides(stream))
     return "\n".join(lines)
 
 
@@ -146,6 +147,16 @@ def _width() -> int:
     except Exception:
         return WIDTH
     return value if value >= MIN_WIDTH else WIDTH
+
+
+def _sides(stream: Capture) -> sides.Sides | None:
+    """What the client got versus the upstream; a failure to make it again
+    is said in the view, the rest of the view still shows."""
+    try:
+        return report.sides(stream)
+    except Exception as exc:
+        logger.debug("LLM stream view could not compare the sides", exc_info=True)
+        return sides.Sides(True, f"the client's side could not be made again: {type(exc).__name__}: {exc}")
 
 
 def _redacting() -> bool:
