@@ -53,7 +53,9 @@ def main() -> int:
     mitmweb = str(Path(sys.executable).parent / "mitmweb")
     cmd = [mitmweb, "--no-web-open-browser", "--listen-host", "127.0.0.1", "-p", str(proxy_port),
            "--web-host", "127.0.0.1", "--web-port", str(web_port), "--mode", f"reverse:http://127.0.0.1:{upstream}",
-           "-s", str(ROOT / "addons" / "medic.py"), "-w", str(flows)]
+           "-s", str(ROOT / "addons" / "medic.py"), "-w", str(flows),
+           # The detail pane beside the flow list in a 1400-pixel window holds about 76 columns.
+           "--set", "ssemedic_view_width=72"]
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb"})
@@ -80,7 +82,7 @@ def main() -> int:
         broken = next(f for f in listed if "/s/truncated/" in f["request"]["path"])
         list_png, view_png = args.out / "mitmweb-flow-list.png", args.out / "mitmweb-llm-stream.png"
         screenshot(f"{web}/?token={token}#/flows", list_png, "1400,700")
-        screenshot(f"{web}/?token={token}#/flows/{broken['id']}/response", view_png, "1400,1100")
+        screenshot(f"{web}/?token={token}#/flows/{broken['id']}/response", view_png, "1400,1600")
     finally:
         stop(proc)
         server.shutdown()
