@@ -9,14 +9,14 @@
 # Not part of scripts/test: it needs Chromium. Look at the PNGs afterwards.
 #
 # Usage: scripts/e2e_mitmweb.sh [--out DIR] [--keep]
-#   --out DIR  where the PNGs go (default: docs/screenshots)
+#   --out DIR  where the PNGs go (default: recordings/screenshots)
 #   --keep     keep the temp dir with mitmweb's log, its flows and the page
 #
 # Environment: SSEMEDIC_CHROMIUM  the browser (default /usr/bin/chromium)
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="$ROOT/docs/screenshots"
+OUT="$ROOT/recordings/screenshots"
 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
