@@ -72,6 +72,38 @@ class Sink(Protocol):
     def note(self, stream: Pipeline, text: str) -> None: ...
 
 
+class PassOn:
+    """A Sink that hands everything to ``inner``: the base of sinks that add
+    to one call (mitm/marking.py and files/otel.py add to ``finished``)."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+
+    def started(self, stream: Pipeline) -> None:
+        self.inner.started(stream)
+
+    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
+        self.inner.first_chunk(stream, data)
+
+    def event(self, stream: Pipeline, record: EventRecord) -> None:
+        self.inner.event(stream, record)
+
+    def progress(self, stream: Pipeline) -> None:
+        self.inner.progress(stream)
+
+    def finished(self, stream: Pipeline, error: str | None) -> None:
+        self.inner.finished(stream, error)
+
+    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
+        self.inner.internal_error(stream, exc)
+
+    def fault(self, stream: Pipeline, fault: Fault) -> None:
+        self.inner.fault(stream, fault)
+
+    def note(self, stream: Pipeline, text: str) -> None:
+        self.inner.note(stream, text)
+
+
 # -- what one stage hands the next ----------------------------------------------
 
 

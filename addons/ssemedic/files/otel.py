@@ -34,8 +34,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..core import telemetry
-from ..core.faults import Fault
-from ..core.session import EventRecord
+from ..core.pipeline import PassOn
 from .redact import redact_data
 
 if TYPE_CHECKING:
@@ -370,7 +369,7 @@ def _watched_metrics(inner: Any, health: Health) -> Any:
     return WatchedMetrics()
 
 
-class Watch:
+class Watch(PassOn):
     """One live stream's sink: everything goes to the inner sink, and the
     finished stream is exported too. An error in exporting is logged once
     and never reaches the stream."""
@@ -378,30 +377,9 @@ class Watch:
     _failed = False
 
     def __init__(self, inner: Sink, exporter: Exporter, request: telemetry.Request) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.exporter = exporter
         self.request = request
-
-    def started(self, stream: Pipeline) -> None:
-        self.inner.started(stream)
-
-    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
-        self.inner.first_chunk(stream, data)
-
-    def event(self, stream: Pipeline, record: EventRecord) -> None:
-        self.inner.event(stream, record)
-
-    def progress(self, stream: Pipeline) -> None:
-        self.inner.progress(stream)
-
-    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
-        self.inner.internal_error(stream, exc)
-
-    def fault(self, stream: Pipeline, fault: Fault) -> None:
-        self.inner.fault(stream, fault)
-
-    def note(self, stream: Pipeline, text: str) -> None:
-        self.inner.note(stream, text)
 
     def finished(self, stream: Pipeline, error: str | None) -> None:
         try:

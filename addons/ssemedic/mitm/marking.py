@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterable
 from mitmproxy import flow
 
 from ..core.faults import Fault, Severity
-from ..core.pipeline import Pipeline, Sink
-from ..core.session import EventRecord
+from ..core.pipeline import PassOn, Pipeline, Sink
 
 #: The marker of a broken stream (one of mitmproxy's, so ``flow.mark`` and
 #: the UIs take it; mitmweb and the console UI show it as ⚠).
@@ -52,37 +51,16 @@ def mark(f: flow.Flow, faults: Iterable[Fault]) -> bool:
     return (f.marked, f.comment) != before
 
 
-class MarkingSink:
+class MarkingSink(PassOn):
     """A Sink that passes everything on to ``inner`` and, when a stream
     finished (its end inspected and diagnosed), calls ``on_finished`` first."""
 
     def __init__(self, inner: Sink, on_finished: Callable[[Pipeline], None]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.on_finished = on_finished
-
-    def started(self, stream: Pipeline) -> None:
-        self.inner.started(stream)
-
-    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
-        self.inner.first_chunk(stream, data)
-
-    def event(self, stream: Pipeline, record: EventRecord) -> None:
-        self.inner.event(stream, record)
-
-    def progress(self, stream: Pipeline) -> None:
-        self.inner.progress(stream)
 
     def finished(self, stream: Pipeline, error: str | None) -> None:
         try:
             self.on_finished(stream)
         finally:
             self.inner.finished(stream, error)
-
-    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
-        self.inner.internal_error(stream, exc)
-
-    def fault(self, stream: Pipeline, fault: Fault) -> None:
-        self.inner.fault(stream, fault)
-
-    def note(self, stream: Pipeline, text: str) -> None:
-        self.inner.note(stream, text)
