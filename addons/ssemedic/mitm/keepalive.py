@@ -137,10 +137,15 @@ class Keepalive:
         if not data:
             self._stop()
         out = self.inner(data)
-        pieces = [out] if isinstance(out, bytes) else list(out)
-        sent = b"".join(pieces)
-        if sent:
-            self._tail = (self._tail + sent)[-_TAIL:]
+        pieces = [piece for piece in ([out] if isinstance(out, bytes) else out) if piece]
+        if pieces:
+            # Only the last few bytes matter: no copy of the whole chunk.
+            tail = b""
+            for piece in reversed(pieces):
+                tail = piece[-_TAIL:] + tail
+                if len(tail) >= _TAIL:
+                    break
+            self._tail = (self._tail + tail)[-_TAIL:]
             if self._loop is not None:
                 self._last_write = self._loop.time()
         return pieces
