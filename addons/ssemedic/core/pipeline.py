@@ -25,6 +25,11 @@ behind the stream for good: that flow's later bytes are still forwarded,
 recorded (up to the recording cap) and counted, but not parsed, and the user
 is told once in the log and in the summary. Parsing cannot resume in the
 middle of a stream without guessing where an event starts, so it does not.
+
+With a Channel (``ssemedic_worker``), an inspect-only flow is *remote*
+(Remote): the chunk is forwarded and recorded here, and handed to a channel
+that inspects it in another process (see ssemedic/worker/); the budgets are
+then the channel's, and its Pipeline in the worker does the rest.
 """
 
 from __future__ import annotations
@@ -102,6 +107,55 @@ class PassOn:
 
     def note(self, stream: Pipeline, text: str) -> None:
         self.inner.note(stream, text)
+
+
+class Quiet:
+    """A Sink that says nothing: a remote stream is reported where it is inspected."""
+
+    def started(self, stream: Pipeline) -> None:
+        pass
+
+    def first_chunk(self, stream: Pipeline, data: bytes) -> None:
+        pass
+
+    def event(self, stream: Pipeline, record: EventRecord) -> None:
+        pass
+
+    def progress(self, stream: Pipeline) -> None:
+        pass
+
+    def finished(self, stream: Pipeline, error: str | None) -> None:
+        pass
+
+    def internal_error(self, stream: Pipeline, exc: BaseException) -> None:
+        pass
+
+    def fault(self, stream: Pipeline, fault: Fault) -> None:
+        pass
+
+    def note(self, stream: Pipeline, text: str) -> None:
+        pass
+
+
+class Channel(Protocol):
+    """Where a remote stream's chunks are inspected (mitm/offload.py)."""
+
+    def send(self, stream: Pipeline, data: bytes, at: float | None) -> bool:
+        """Hand one chunk on; False when it would exceed the channel's budget
+        (the stream then falls behind, as with a Backlog)."""
+        ...
+
+    def behind(self, stream: Pipeline) -> None:
+        """The stream fell behind at ``stream.behind_at``: nothing more is sent."""
+        ...
+
+    def fed(self, stream: Pipeline, at: float) -> None:
+        """ssemedic wrote to the client itself at ``at`` (a keepalive)."""
+        ...
+
+    def end(self, stream: Pipeline) -> None:
+        """The body ended (``stream.ended_at``, ``stream.error``)."""
+        ...
 
 
 # -- what one stage hands the next ----------------------------------------------
@@ -407,6 +461,42 @@ class Mirror:
             self.stream.finish()
 
 
+class Remote:
+    """Forwarding as with Mirror, inspection elsewhere: each chunk goes on at
+    once and to ``channel``. What the stream amounts to comes back from the
+    channel; this side only records, counts and forwards."""
+
+    def __init__(self, stream: Pipeline, channel: Channel) -> None:
+        self.stream = stream
+        self.channel = channel
+        self.behind_at: int | None = None
+        self.unparsed = 0
+
+    def chunk(self, data: bytes, at: float | None) -> list[bytes]:
+        if self.behind_at is not None:
+            self.unparsed += len(data)
+        elif not self.channel.send(self.stream, data, at):
+            self.behind_at = self.stream.wire_bytes - len(data)
+            self.unparsed += len(data)
+            self.channel.behind(self.stream)
+        return [data]
+
+    def end(self) -> None:
+        self.channel.end(self.stream)
+
+    def final(self) -> list[bytes]:
+        return []
+
+    def abandon(self) -> None:
+        """Nothing waits here: what was sent is the channel's."""
+
+    def catch_up(self) -> None:
+        """Nothing waits here: the channel answers when it has inspected the end."""
+
+    def finish(self, at: float | None, error: str | None) -> list[str]:
+        return []
+
+
 class Rewrite:
     """Forwarding for a client that gets what the stages make of the stream:
     inspected at once, then repaired (``repairer``), injected into
@@ -521,6 +611,8 @@ class Pipeline:
         injections: dict[Injection, float] | None = None,
         letta_shape: str = "auto",
         backlog: Backlog | None = None,
+        channel: Channel | None = None,
+        record: bool = True,
     ) -> None:
         self.flow_id = flow_id
         self.label = label
@@ -529,7 +621,10 @@ class Pipeline:
         self.sink = sink
         self.clock = clock
         self.notes: list[str] = []
-        self.recorder = Recorder()
+        #: The raw bytes and timeline kept for saving (not kept by a worker's
+        #: Pipeline: the proxy's keeps them).
+        self.recorder = Recorder() if record else None
+        self._last_at: float | None = None
         self.session = StreamSession(
             provider=provider,
             method=method,
@@ -590,7 +685,7 @@ class Pipeline:
             self.notes.append("nothing injected: the body stays compressed for the client")
         self.repairer = repairer
         self.backlog = backlog if backlog is not None else Backlog()
-        self.forward: Mirror | Rewrite
+        self.forward: Mirror | Rewrite | Remote
         #: What the client got when it differs from the upstream's bytes: how
         #: to make it again from the recording, and its size (see recording.py).
         self.client: ClientSide | None = None
@@ -600,6 +695,10 @@ class Pipeline:
                 repairs=tuple(sorted(r.value for r in repairs if r in BODY_REPAIRS or (r is Repair.DECOMPRESS and self.decompressing))),
                 injections=tuple((i.value, s) for i, s in (injections or {}).items()) if injector else (),
                 letta_shape=letta_shape, decompressed=self.decompressing)
+        elif channel is not None:
+            # Inspected and reported where the channel leads: nothing is said here.
+            self.forward = Remote(self, channel)
+            self.sink = self.inspection.sink = Quiet()
         else:
             self.forward = Mirror(self, self.backlog, defer)
 
@@ -639,9 +738,18 @@ class Pipeline:
     def _take(self, data: bytes, at: float | None) -> None:
         self.wire_bytes += len(data)
         self.wire_chunks += 1
-        note = self.recorder.add(data, at)
-        if note is not None:
-            self.notes.append(note)
+        self._last_at = at
+        if self.recorder is not None:
+            note = self.recorder.add(data, at)
+            if note is not None:
+                self.notes.append(note)
+
+    def client_fed(self, at: float) -> None:
+        """ssemedic wrote to the client itself at ``at`` (a keepalive comment)."""
+        if isinstance(self.forward, Remote):
+            self.forward.channel.fed(self, at)
+        else:
+            self.session.diagnoser.client_fed(at)
 
     def inspect(self, data: bytes, at: float | None) -> Step:
         """The decode stage, then inspection: one received chunk in, what goes on out."""
@@ -712,14 +820,19 @@ class Pipeline:
                 f"events, text and faults cover the first {self.behind_at:,} bytes only")
 
     @property
+    def remote(self) -> bool:
+        """Whether this stream is inspected elsewhere (through a Channel)."""
+        return isinstance(self.forward, Remote)
+
+    @property
     def raw(self) -> bytes:
         """The raw upstream bytes kept for saving (see recording.py)."""
-        return self.recorder.raw
+        return self.recorder.raw if self.recorder is not None else b""
 
     @property
     def last_chunk_at(self) -> float | None:
-        times = self.recorder.times
-        return times[-1] if times and times[-1] == times[-1] else None  # NaN: unknown
+        at = self._last_at
+        return at if at == at else None  # NaN: unknown
 
     def report(self) -> dict[str, Any]:
         """The stream's summary, in the shape of ``ssemedic report --json``."""
@@ -742,7 +855,8 @@ class Pipeline:
 
     def metadata(self) -> dict[str, Any]:
         """This stream's entry for flow.metadata (see recording.py)."""
-        return self.recorder.metadata(
+        recorder = self.recorder if self.recorder is not None else Recorder(0)
+        return recorder.metadata(
             provider=self.session.provider,
             ended_at=self.ended_at,
             notes=self.notes,

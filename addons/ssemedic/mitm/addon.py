@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
 from mitmproxy import command, connection, ctx, exceptions, flow, flowfilter, hooks, http
@@ -29,6 +29,8 @@ from ..core.inject import Injection, parse_injections
 from ..core.repair import ALL_REPAIRS, Repair, letta_shape, parse_repairs
 from ..core.framing import MEDIA_TYPES, framing_for_content_type
 from . import keepalive
+from .marking import mark_line
+from .offload import Offload, WorkerError
 
 logger = logging.getLogger("ssemedic")
 
@@ -64,6 +66,12 @@ class Medic:
         self.reporter = Reporter(console=console)
         self.otel: otel.Exporter | None = None
         self._otel_config: tuple[str, str, bool] = ("", otel.DEFAULT_SERVICE, False)
+        #: The inspection worker (ssemedic_worker), or None: streams are inspected here.
+        self.offload: Offload | None = None
+        self._jsonl_path: str | None = None
+        #: Remote streams' answers still to come from the worker, by flow id.
+        self._results: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        self._waiting: set[str] = set()  # flows whose hook waits for the answer (saved with -w)
 
     # -- options ------------------------------------------------------------
 
@@ -134,6 +142,12 @@ class Medic:
             "cut it; counted, never stored as upstream bytes. 0: off. SSE only (NDJSON is left alone).",
         )
         loader.add_option(
+            "ssemedic_worker", str, "false",
+            "Inspect streams in a worker process, so mitmproxy's event loop only records and forwards them "
+            "(and hands each chunk on): what the log, the JSONL and the saved flows say is the same. "
+            "Repaired, injected, sniffed and replayed streams are still inspected in the proxy.",
+        )
+        loader.add_option(
             "ssemedic_max_text", str, "200",
             "How many characters of text ssemedic shows per log line and summary field; 0 shows all.",
         )
@@ -181,14 +195,31 @@ class Medic:
         stall_after = parsed("ssemedic_stall", _stall, self.stall_after)
         filter_ = parsed("ssemedic_filter", _filter, self.filter)
         every = parsed("ssemedic_keepalive", _keepalive, self.keepalive)
+        worker_on = parsed("ssemedic_worker", _flag, self.offload is not None)
         otel_config = (parsed("ssemedic_otlp", otel.check_url, self._otel_config[0]),
                        parsed("ssemedic_otlp_service", str, self._otel_config[1]),
                        parsed("ssemedic_otlp_content", _flag, self._otel_config[2]))
         # Opened last, so that a refused setting creates no file.
+        offload = self.offload
+        if not problems and worker_on and offload is None:
+            offload = Offload()
+            try:
+                offload.start()
+            except WorkerError as exc:
+                problems.append(f"ssemedic_worker: {exc}")
+                offload = None
         jsonl = self._jsonl if problems else parsed("ssemedic_jsonl", _open_jsonl, self._jsonl)
         if problems:
+            if offload is not None and offload is not self.offload:
+                offload.close()
             _refuse(problems)
             return
+        if "ssemedic_jsonl" in updated:
+            self._jsonl_path = ctx.options.ssemedic_jsonl or None
+        if not worker_on and offload is not None:
+            offload.close()
+            offload = None
+        self.offload = offload
         if jsonl is not self._jsonl:
             self._close_jsonl()
             self._jsonl = jsonl
@@ -203,6 +234,13 @@ class Medic:
             self.otel = otel.Exporter(otel_config[0], service=otel_config[1], content=otel_config[2]) \
                 if otel_config[0] else None
         self._rebuild_reporter()
+        if self.offload is not None:
+            self.offload.configure(self._worker_settings())
+
+    def _worker_settings(self) -> dict[str, Any]:
+        """What shapes the worker's reporting: as this proxy's Reporter is."""
+        return {"level": self.log_level, "max_text": self.max_text, "console": self._console is not None,
+                "jsonl": self._jsonl_path, "redact": self.redact_on, "otlp": self._otel_config}
 
     def running(self) -> None:
         if self._console_override is None:
@@ -212,6 +250,8 @@ class Medic:
             self._console = sys.stderr if isinstance(ctx.master, DumpMaster) else None
         self._register_view()
         self._rebuild_reporter()
+        if self.offload is not None:
+            self.offload.configure(self._worker_settings())  # the console is known now
 
     def done(self) -> None:
         # Before the save addon writes the flows still in flight (-w) and
@@ -225,6 +265,8 @@ class Medic:
         self.reporter.close()
         self._close_jsonl()
         self._close_otel()
+        if self.offload is not None:
+            self.offload.close()
 
     # -- hooks ----------------------------------------------------------------
 
@@ -244,7 +286,7 @@ class Medic:
         f.response.stream = stream
         if self.keepalive:
             f.response.stream = keepalive.Keepalive(f, stream, self.keepalive, notes=stream.notes, clock=self.clock,
-                                                    on_sent=stream.session.diagnoser.client_fed)
+                                                    on_sent=stream.client_fed)
 
     def requestheaders(self, f: http.HTTPFlow) -> None:
         # In flight until response or error: done() redacts what is left,
@@ -252,12 +294,13 @@ class Medic:
         if self.redact_on:
             self._live[f.id] = f
 
-    def response(self, f: http.HTTPFlow) -> None:
+    def response(self, f: http.HTTPFlow) -> Awaitable[None] | None:
+        waiting = None
         try:
             stream = self.streams.pop(f.id, None)
             if stream is not None:
                 stream.end(self.clock())
-                self._finish_if_saved(stream)
+                waiting = self._finish_if_saved(f, stream)
                 self._store(f, stream)
             elif f.response is not None and f.response.raw_content is not None and self._selection(f):
                 self._inspect_whole(f)
@@ -265,17 +308,20 @@ class Medic:
             # Whatever failed above, every flow is redacted before the save
             # addon (later in the chain) writes it.
             self._redact(f, sending=True)
+        return waiting
 
-    def error(self, f: http.HTTPFlow) -> None:
+    def error(self, f: http.HTTPFlow) -> Awaitable[None] | None:
+        waiting = None
         try:
             stream = self.streams.pop(f.id, None)
             if stream is not None:
                 stream.end(self.clock(), error=_error_of(f))
-                self._finish_if_saved(stream)
+                waiting = self._finish_if_saved(f, stream)
                 self._store(f, stream)
         finally:
             self._unsent.pop(f.id, None)
             self._redact(f)
+        return waiting
 
     def update(self, flows: Sequence[flow.Flow]) -> None:
         # mitmproxy calls update right after the response hooks of all
@@ -340,8 +386,7 @@ class Medic:
                     response_headers: dict[str, str] | None = None, at_once: bool = False) -> Pipeline:
         assert f.response is not None
         url = f.request.pretty_url
-        sink = reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter)
-        stream = Pipeline(
+        spec: dict[str, Any] = dict(
             flow_id=f.id,
             label=f"{f.request.method} {redact_url(url) if self.redact_on else url}",
             method=f.request.method,
@@ -350,16 +395,31 @@ class Medic:
             status=f.response.status_code,
             response_headers=response_headers or dict(f.response.headers.items()),
             started_at=f.request.timestamp_start,
+            stall_after=self.stall_after,
+            letta_shape=self.letta_shape,
+        )
+        live = reporter is None and not at_once
+        # A live stream that is no sniff may be inspected by the worker: the
+        # Pipeline takes the channel if its client gets the upstream's bytes.
+        offload = self.offload if live and not sniff and self.offload is not None and self.offload.ready() else None
+        sink = reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter)
+        stream = Pipeline(
+            **spec,
             sink=MarkingSink(sink, lambda stream: self._mark(f, stream)),
             clock=self.clock,
             sniff=sniff,
-            stall_after=self.stall_after,
             repairs=repairs,
-            letta_shape=self.letta_shape,
-            defer=_call_soon() if reporter is None and not at_once else None,
+            defer=_call_soon() if live else None,
             backlog=self.backlog,
             injections=self.injections if reporter is None else None,  # the pipeline drops them when sniffing
+            channel=offload,
         )
+        if offload is not None and stream.remote:
+            if self.otel is not None:
+                spec["request"] = otel.request_of(f)
+            result = offload.open(stream, spec)
+            self._results[f.id] = result
+            result.add_done_callback(lambda done: self._result_came(f, stream, done.result()))
         return stream
 
     def _store(self, f: http.HTTPFlow, stream: Pipeline) -> None:
@@ -422,7 +482,7 @@ class Medic:
             stream.receive(data, at)
         stream.end(recorded.ended_at, error=f.error.msg if f.error else None)
 
-    def _finish_if_saved(self, stream: Pipeline) -> None:
+    def _finish_if_saved(self, f: http.HTTPFlow, stream: Pipeline) -> Awaitable[None] | None:
         """A live stream's end is diagnosed a turn after this hook, so the
         client's last byte never waits on it; but with ``-w``
         (save_stream_file) mitmproxy's save addon writes the flow in this
@@ -431,7 +491,49 @@ class Medic:
         save_stream_filter says: it may select on ``~marked`` itself."""
         options = getattr(ctx, "options", None)
         if self.mark_on and getattr(options, "save_stream_file", None):
+            result = self._results.get(f.id)
+            if result is not None:
+                # Inspected by the worker: this hook waits for its answer
+                # (mitmproxy awaits it before the save addon's), bounded.
+                self._waiting.add(f.id)
+                return self._await_result(f, stream, result)
             stream.finish_now()
+        return None
+
+    async def _await_result(self, f: http.HTTPFlow, stream: Pipeline,
+                            result: asyncio.Future[dict[str, Any] | None]) -> None:
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(result), RESULT_WAIT_SECONDS)
+        except TimeoutError:
+            stream.notes.append(f"the inspection worker did not answer within {RESULT_WAIT_SECONDS:g} s: "
+                                "saved without its diagnosis")
+            answer = None
+        finally:
+            self._waiting.discard(f.id)
+        self._apply_result(f, stream, answer, later=False)
+
+    def _result_came(self, f: http.HTTPFlow, stream: Pipeline, answer: dict[str, Any] | None) -> None:
+        # Not while the flow's response hook waits for it: an update hook
+        # now would give the flow back its unredacted headers before it is saved.
+        if f.id not in self._waiting:
+            self._apply_result(f, stream, answer, later=True)
+
+    def _apply_result(self, f: http.HTTPFlow, stream: Pipeline, answer: dict[str, Any] | None, *,
+                      later: bool) -> None:
+        """The worker's answer for a remote stream: its provider and notes
+        into the flow's metadata, and its mark. ``later``: after the flow's
+        hooks, so shown through an update hook (see _mark)."""
+        if self._results.pop(f.id, None) is None:
+            return  # applied already (the response hook waited for it)
+        if answer is not None:
+            stream.session.provider = answer["provider"] or stream.session.provider
+            stream.notes[:] = answer["notes"]
+        if f.response is not None and stream.ended and stream.announced:
+            recording.store(f, {"provider": stream.session.provider, "notes": list(stream.notes)})
+        if answer is not None and self.mark_on and mark_line(f, answer["comment"]) and later:
+            defer, master = _call_soon(), ctx.master
+            if defer is not None:
+                defer(lambda: master.addons.trigger(hooks.UpdateHook([f])))
 
     def _mark(self, f: http.HTTPFlow, stream: Pipeline) -> None:
         """The stream's end was diagnosed: mark ``f`` if it is broken. A mark
@@ -601,6 +703,9 @@ def _open_jsonl(path: str | None) -> IO[str] | None:
     except OSError as exc:
         raise ValueError(f"{path!r} cannot be opened for appending: {exc.strerror or exc}") from None
 
+
+#: How long a flow being saved waits for the worker's answer on its stream.
+RESULT_WAIT_SECONDS = 5.0
 
 #: How often and how long a redacted-then-restored response is waited for
 #: to go out (an intercepted one, as long as it stays intercepted).

@@ -12,11 +12,13 @@ rewrites only its own line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-
-from mitmproxy import flow
+from typing import TYPE_CHECKING
 
 from ..core.faults import Fault, Severity
 from ..core.pipeline import PassOn, Pipeline, Sink
+
+if TYPE_CHECKING:  # the inspection worker uses comment_line without mitmproxy
+    from mitmproxy import flow
 
 #: The marker of a broken stream (one of mitmproxy's, so ``flow.mark`` and
 #: the UIs take it; mitmweb and the console UI show it as ⚠).
@@ -35,7 +37,11 @@ def comment_line(faults: Iterable[Fault]) -> str | None:
 def mark(f: flow.Flow, faults: Iterable[Fault]) -> bool:
     """Mark ``f`` and comment on it if ``faults`` hold an error; whether ``f`` changed.
     A marker already set (by the user, or by an earlier run) stays as it is."""
-    line = comment_line(faults)
+    return mark_line(f, comment_line(faults))
+
+
+def mark_line(f: flow.Flow, line: str | None) -> bool:
+    """Mark ``f`` with ssemedic's comment line (from comment_line; None: nothing to mark)."""
     if line is None:
         return False
     before = (f.marked, f.comment)
