@@ -1,7 +1,8 @@
 """Measure the per-event latency and CPU time that ssemedic adds to mitmdump streaming.
 
 Usage: .venv/bin/python scripts/bench_proxy.py [--events 200] [--interval-ms 20]
-       [--concurrency 50] [--rounds 5] [--modes plain,summary,full,repair] [--burst]
+       [--concurrency 50] [--rounds 5]
+       [--modes plain,summary,full,repair,summary-worker,full-worker] [--burst]
        [--json] [--keep] [--ssemedic-set KEY=VALUE ...]
 
 Strategy: a stdlib upstream, run as a subprocess of this script so that it
@@ -19,7 +20,15 @@ subprocess in reverse mode in front of the same upstream:
 - summary: ``-s addons/medic.py --set ssemedic_log=summary``,
 - full: ``-s addons/medic.py`` with default options (the full live event log),
 - repair: the full log with ``ssemedic_repair=true`` (every chunk is
-  inspected and repaired before it goes out).
+  inspected and repaired before it goes out),
+- summary-worker and full-worker: summary and full with
+  ``ssemedic_worker=true``: mitmdump's event loop only records and forwards
+  each chunk and writes it to one worker process it starts (a child of
+  mitmdump), which does the inspection. A worker mode whose mitmdump has no
+  child process after its first stream fails the benchmark: mitmproxy
+  silently defers an option no addon declares, so an ssemedic without the
+  option would otherwise be measured as the in-process mode under the
+  worker's name.
 
 The difference between a configuration and plain is what ssemedic adds;
 everything else (upstream, loopback, client) is common to all. All proxies
@@ -30,13 +39,35 @@ ratio is the median of each round's added CPU over plain's in that same
 round; latency percentiles pool every sample of every round (nearest rank),
 and per-round values are shown too, to show the noise. Concurrent streams start staggered
 over one interval, as independent users would (``--burst`` starts them
-together, the worst case). CPU time is the mitmdump process's (its threads' time on a CPU, in ns,
-from /proc; see cpu_ns) across the measured runs, divided by the events they
-carried.
+together, the worst case).
+
+CPU time is read from /proc (each thread's time on a CPU, in ns; see cpu_ns)
+right before and after every measured run, and divided by the events the run
+carried, in three figures per mode:
+
+- proxy: mitmdump's own process. This is the figure the targets (issue 16)
+  are about, and the only one the added-CPU ratios are judged on: it is the
+  process of mitmproxy's event loop, which every flow's bytes wait for, so
+  what ssemedic adds there is what it takes from the traffic. The worker
+  modes are judged against their in-process twins' targets (summary-worker
+  against summary's, full-worker against full's);
+- worker: the processes descending from mitmdump (found through
+  /proc/<pid>/task/*/children, recursively), i.e. the worker. A descendant
+  that starts during a run counts from 0; one that ends during a run is
+  lost from that run's figure (its last reading is unknown) and the report
+  counts those, so a short figure shows as such;
+- total: both, what the machine pays. The worker's CPU is not hidden: every
+  ratio and target line prints the total's ratio to plain's beside the
+  proxy process's, and the table shows all three (each the median of its
+  own rounds, so total need not be proxy + worker exactly).
+
+A descendant still running after its mitmdump has stopped is killed, with a
+warning.
 
 ssemedic's live log goes to mitmdump's stderr (``-q`` does not hide it: it
 writes there directly), which goes to a temporary file here, as a terminal
-would take it. Any ssemedic internal error there fails the benchmark: it
+would take it (a worker's too: it inherits that stderr). Any ssemedic
+internal error there fails the benchmark: it
 would mean ssemedic stopped inspecting and the numbers flatter it.
 
 This is a measurement, not a test: it exits 0 whether or not the targets are
@@ -55,6 +86,7 @@ import platform
 import re
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -76,13 +108,19 @@ MITMDUMP = Path(sys.executable).with_name("mitmdump")
 HOST = "127.0.0.1"
 PATH = "/v1/chat/completions"
 
-#: What ssemedic may add over plain mitmdump (issue 16): CPU per event under
-#: the concurrent scenario, as a fraction of plain's in the same round...
+#: What ssemedic may add over plain mitmdump (issue 16): CPU per event of
+#: mitmdump's own process under the concurrent scenario, as a fraction of
+#: plain's in the same round...
 TARGET_ADDED_CPU_RATIO = {"summary": 0.10, "full": 0.25, "repair": 0.25}
 #: ... and latency at p50 for one stream, in ms.
 TARGET_ADDED_P50_MS = {"repair": 0.1}
 #: The configurations, in the order they start each round before rotating.
-MODES = ("plain", "summary", "full", "repair")
+MODES = ("plain", "summary", "full", "repair", "summary-worker", "full-worker")
+#: The modes that hand inspection to a worker process, and must have one.
+WORKER_MODES = ("summary-worker", "full-worker")
+#: The CPU target each mode is judged against: a worker mode against its in-process twin's.
+TARGET_OF = {"summary": "summary", "full": "full", "repair": "repair",
+             "summary-worker": "summary", "full-worker": "full"}
 
 #: Bounds on what the upstream accepts, so a typo cannot hold it for hours.
 MAX_EVENTS = 100_000
@@ -280,6 +318,92 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
+def children(pid: int) -> list[int]:
+    """The pids of a process's children: every thread's /proc/<pid>/task/<tid>/children
+    (a child is listed under the thread that forked it), or, on a kernel without
+    those files, every process in /proc whose parent is ``pid``. A process that
+    has ended lists none."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                found.extend(int(child) for child in f.read().split())
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{task}"):
+                continue  # the thread ended between listing and reading
+            return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and parent(int(entry)) == pid]
+    return found
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """/proc/<pid>/stat from field 3 (state) on; [] once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # The command name may hold spaces and parentheses; the fields after it do not.
+            return f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return []
+
+
+def parent(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else 0
+
+
+#: A process as (pid, start time in clock ticks since boot): a pid the kernel
+#: reuses during a run is another process.
+ProcessId = tuple[int, int]
+
+
+def descendants_cpu(pid: int) -> dict[ProcessId, int]:
+    """cpu_ns of each live descendant of ``pid`` (children, their children...).
+
+    Zombies count too (their threads' time stays readable until they are
+    reaped); a process that has been reaped is gone, with the CPU it used
+    since the last reading.
+    """
+    out: dict[ProcessId, int] = {}
+    todo, seen = children(pid), {pid}
+    while todo:
+        child = todo.pop()
+        if child in seen:
+            continue
+        seen.add(child)
+        fields = _stat_fields(child)
+        if not fields:
+            continue  # it ended after its parent listed it
+        try:
+            out[(child, int(fields[19]))] = cpu_ns(child)  # field 22 of proc(5): starttime
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        todo.extend(children(child))
+    return out
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """A mitmdump's CPU time at one moment: its own process's and each descendant's."""
+
+    proxy: int
+    workers: dict[ProcessId, int]
+
+    @classmethod
+    def of(cls, pid: int) -> CpuReading:
+        return cls(cpu_ns(pid), descendants_cpu(pid))
+
+    def until(self, end: CpuReading) -> tuple[int, int, int]:
+        """(proxy ns, descendants' ns, descendants that ended) from this reading
+        to ``end``: a descendant that started in between counts from 0; one that
+        ended in between counts for nothing (its last figure is unknown), so the
+        count of those says when the worker figure falls short."""
+        worker = sum(ns - self.workers.get(key, 0) for key, ns in end.workers.items())
+        return end.proxy - self.proxy, worker, len(self.workers.keys() - end.workers.keys())
+
+
 @dataclass
 class Proxy:
     """One mitmdump configuration and, once started, its process."""
@@ -289,6 +413,8 @@ class Proxy:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    #: Every descendant process seen at a reading, to stop any left behind.
+    seen: dict[ProcessId, int] = field(default_factory=dict)
 
     def command(self, upstream_port: int) -> list[str]:
         return [
@@ -439,26 +565,34 @@ class Cell:
 
     samples: list[int] = field(default_factory=list)
     rounds: list[dict[str, float]] = field(default_factory=list)
-    cpu_ns: int = 0
     client_seconds: float = 0.0
     upstream_ticks: int = 0
 
-    def add(self, latencies: list[int], cpu_ns: int, client_seconds: float, upstream_ticks: int) -> None:
+    def add(self, latencies: list[int], cpu: tuple[int, int, int], client_seconds: float,
+            upstream_ticks: int) -> None:
+        """One run: its latencies, CpuReading.until's (proxy ns, worker ns, workers ended), the rest."""
+        proxy_ns, worker_ns, ended = cpu
         self.samples.extend(latencies)
-        self.rounds.append({**latency_stats(latencies), "cpu_ns": cpu_ns, "events": len(latencies)})
-        self.cpu_ns += cpu_ns
+        self.rounds.append({**latency_stats(latencies), "proxy_cpu_ns": proxy_ns, "worker_cpu_ns": worker_ns,
+                            "workers_ended": ended, "events": len(latencies)})
         self.client_seconds += client_seconds
         self.upstream_ticks += upstream_ticks
 
-    def cpu_per_round(self) -> list[float]:
-        return [r["cpu_ns"] / r["events"] / 1e3 for r in self.rounds]
+    def cpu_per_round(self) -> dict[str, list[float]]:
+        """µs per event of each round: the proxy process, its descendants, both."""
+        proxy = [r["proxy_cpu_ns"] / r["events"] / 1e3 for r in self.rounds]
+        worker = [r["worker_cpu_ns"] / r["events"] / 1e3 for r in self.rounds]
+        return {"proxy": proxy, "worker": worker, "total": [a + b for a, b in zip(proxy, worker)]}
 
     def summary(self, clk_tck: int) -> dict[str, Any]:
         events = len(self.samples)
+        per_round = self.cpu_per_round()
         return {
             **latency_stats(self.samples),
-            "cpu_us_per_event": statistics.median(self.cpu_per_round()),
-            "cpu_us_per_event_per_round": self.cpu_per_round(),
+            # Each the median of its own rounds: the total's median need not be the sum of the other two.
+            "cpu_us_per_event": {part: statistics.median(values) for part, values in per_round.items()},
+            "cpu_us_per_event_per_round": per_round,
+            "workers_ended_during_runs": sum(int(r["workers_ended"]) for r in self.rounds),
             # The rest of the machine's work per event, to tell when it, not the proxy, is the limit.
             "client_cpu_us_per_event": self.client_seconds / events * 1e6,
             "upstream_cpu_us_per_event": self.upstream_ticks / clk_tck / events * 1e6,
@@ -484,8 +618,33 @@ def configurations(args: argparse.Namespace, workdir: Path) -> list[Proxy]:
         "summary": ["-s", str(MEDIC), *sets(ssemedic_log="summary")],
         "full": ["-s", str(MEDIC), *sets()],
         "repair": ["-s", str(MEDIC), *sets(ssemedic_repair="true")],
+        "summary-worker": ["-s", str(MEDIC), *sets(ssemedic_log="summary", ssemedic_worker="true")],
+        "full-worker": ["-s", str(MEDIC), *sets(ssemedic_worker="true")],
     }
     return [Proxy(name, every[name]) for name in args.modes]
+
+
+def stop_leftovers(proxies: list[Proxy], grace: float = 5.0) -> list[str]:
+    """Terminate the descendants seen during the runs that outlive their stopped
+    mitmdump (a worker should end with it); return what was left, as "name's pid N"."""
+    left = {key: proxy.name for proxy in proxies for key in proxy.seen}
+    deadline = time.monotonic() + grace
+    while left and time.monotonic() < deadline:
+        left = {key: name for key, name in left.items() if _alive(key)}
+        if left:
+            time.sleep(0.1)
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return [f"{name}'s pid {pid}" for (pid, _), name in left.items()]
+
+
+def _alive(key: ProcessId) -> bool:
+    """Whether the process is still running (not a zombie), and is the same one, not a reused pid."""
+    fields = _stat_fields(key[0])
+    return bool(fields) and fields[0] != b"Z" and int(fields[19]) == key[1]
 
 
 def check_log(proxy: Proxy) -> dict[str, int]:
@@ -508,30 +667,41 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         upstream, upstream_port = start_upstream(workdir)
         for proxy in proxies:
             proxy.start(upstream_port, workdir)
-        for proxy in proxies:  # imports, provider detection, first connections
+        for proxy in proxies:  # imports, provider detection, first connections; a worker mode's worker
             proxy.measure(1, args, events=min(args.events, WARMUP_EVENTS))
+            assert proxy.proc is not None
+            proxy.seen.update(descendants_cpu(proxy.proc.pid))
+            if proxy.name in WORKER_MODES and not proxy.seen:
+                # mitmproxy defers an option no addon declares, silently: without this check
+                # an ssemedic without the option would be measured as its in-process twin.
+                raise BenchError(f"mitmdump ({proxy.name}) runs no worker process after its first stream: "
+                                 f"this ssemedic has no ssemedic_worker option, or its worker did not start")
         cells = {s: {p.name: Cell() for p in proxies} for s in scenarios}
         for r in range(args.rounds):
             for scenario, streams in scenarios.items():
                 for proxy in proxies[r % len(proxies):] + proxies[: r % len(proxies)]:
                     assert proxy.proc is not None
                     time.sleep(SETTLE_SECONDS)
-                    proxy_cpu, upstream_cpu = cpu_ns(proxy.proc.pid), cpu_ticks(upstream.pid)
+                    before, upstream_cpu = CpuReading.of(proxy.proc.pid), cpu_ticks(upstream.pid)
                     client_cpu = time.process_time()
                     latencies = proxy.measure(streams, args)
                     client_cpu = time.process_time() - client_cpu
                     time.sleep(SETTLE_SECONDS)
-                    proxy_cpu = cpu_ns(proxy.proc.pid) - proxy_cpu
+                    after = CpuReading.of(proxy.proc.pid)
                     upstream_cpu = cpu_ticks(upstream.pid) - upstream_cpu
-                    cells[scenario][proxy.name].add(latencies, proxy_cpu, client_cpu, upstream_cpu)
-        logs = {p.name: check_log(p) for p in proxies}
+                    proxy.seen.update(after.workers)
+                    cells[scenario][proxy.name].add(latencies, before.until(after), client_cpu, upstream_cpu)
+        logs = {p.name: {**check_log(p), "worker_processes": len(p.seen)} for p in proxies}
     finally:
         for proxy in proxies:
             stop(proxy.proc)
+        left = stop_leftovers(proxies)
         if upstream is not None:
             if upstream.stdin is not None:
                 upstream.stdin.close()
             stop(upstream)
+        if left:
+            print(f"warning: still running after mitmdump stopped, so killed: {', '.join(left)}", file=sys.stderr)
 
     results: dict[str, Any] = {}
     for scenario, by_proxy in cells.items():
@@ -541,14 +711,18 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for name, s in summaries.items():
             if name == "plain":
                 continue
-            ratios = [(a - b) / b for a, b in zip(s["cpu_us_per_event_per_round"], base["cpu_us_per_event_per_round"])
-                      if b > 0]
+            # Against plain's own process in both cases (plain has no worker; if it had, its total).
+            ratios = {part: [(a - b) / b for a, b in zip(s["cpu_us_per_event_per_round"][part],
+                                                          base["cpu_us_per_event_per_round"][part]) if b > 0]
+                      for part in ("proxy", "total")}
             added[name] = {
                 "p50_ms": s["p50_ms"] - base["p50_ms"],
                 "p99_ms": s["p99_ms"] - base["p99_ms"],
-                "cpu_us_per_event": s["cpu_us_per_event"] - base["cpu_us_per_event"],
-                "cpu_ratio": statistics.median(ratios) if ratios else float("nan"),
+                "cpu_us_per_event": {part: s["cpu_us_per_event"][part] - base["cpu_us_per_event"][part]
+                                     for part in ("proxy", "worker", "total")},
+                "cpu_ratio": {part: statistics.median(r) if r else float("nan") for part, r in ratios.items()},
                 "cpu_ratio_per_round": ratios,
+                "has_worker": any(s["cpu_us_per_event_per_round"]["worker"]),
                 "per_round_p50_ms": [a["p50_ms"] - b["p50_ms"] for a, b in zip(s["rounds"], base["rounds"])],
                 "per_round_p99_ms": [a["p99_ms"] - b["p99_ms"] for a, b in zip(s["rounds"], base["rounds"])],
             }
@@ -556,11 +730,13 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     targets = []
     concurrent, single = results[f"{args.concurrency} streams"], results["1 stream"]
-    for name, limit in TARGET_ADDED_CPU_RATIO.items():
-        if name in concurrent["added"]:
-            ratio = concurrent["added"][name]["cpu_ratio"]
-            targets.append({"text": f"{name} added CPU per event ({args.concurrency} streams) {ratio:+.1%} of plain's "
-                                    f"<= {limit:.0%}", "met": ratio <= limit})
+    for name, added in concurrent["added"].items():
+        limit = TARGET_ADDED_CPU_RATIO[TARGET_OF[name]]
+        ratio = added["cpu_ratio"]
+        text = (f"{name} added CPU per event ({args.concurrency} streams), "
+                f"proxy process {ratio['proxy']:+.1%} of plain's")
+        targets.append({"text": f"{text} <= {limit:.0%}{_with_worker(added)}", "met": ratio["proxy"] <= limit,
+                        "mode": name, "target_of": TARGET_OF[name], "limit": limit, "cpu_ratio": ratio})
     for name, limit_ms in TARGET_ADDED_P50_MS.items():
         if name in single["added"]:
             ms = single["added"][name]["p50_ms"]
@@ -635,33 +811,53 @@ def print_report(s: dict[str, Any], out: IO[str]) -> None:
           f"{s['event_bytes']} bytes each, one HTTP/1.1 chunk per event", file=out)
     print(f"{s['rounds']} interleaved rounds; percentiles pool all samples (nearest rank); concurrent streams "
           f"{'staggered over one interval' if s['stagger'] else 'started together (--burst)'}", file=out)
-    print("latency = client read stamp - upstream send stamp (perf_counter_ns); "
-          "cpu = mitmdump CPU time / events, median of rounds", file=out)
+    print("latency = client read stamp - upstream send stamp (perf_counter_ns); cpu = CPU time / events, "
+          "median of rounds, of mitmdump's own process (proxy: its event loop, what the targets are about), "
+          "of its descendant processes (worker) and of both (total)", file=out)
     for name, proxy_args in s["proxies"].items():
-        print(f"  {name:<9} mitmdump ... {' '.join(map(_shown, proxy_args))}", file=out)
+        print(f"  {name:<14} mitmdump ... {' '.join(map(_shown, proxy_args))}", file=out)
     for scenario, result in s["results"].items():
         print(f"\n== {scenario} ==", file=out)
-        print(f"{'proxy':<10}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu µs/ev':>11}"
-              "   per round cpu µs/ev", file=out)
+        print(f"{'mode':<15}{'events':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  cpu µs/ev:{'proxy':>7}{'worker':>8}"
+              f"{'total':>8}   per round proxy[+worker] µs/ev", file=out)
         for name, p in result["proxies"].items():
-            per_round = " ".join(f"{cpu:.1f}" for cpu in p["cpu_us_per_event_per_round"])
-            print(f"{name:<10}{p['events']:>8}{p['p50_ms']:>9.3f}{p['p99_ms']:>9.3f}{p['max_ms']:>9.2f}"
-                  f"{p['cpu_us_per_event']:>11.1f}   {per_round}", file=out)
+            cpu, rounds = p["cpu_us_per_event"], p["cpu_us_per_event_per_round"]
+            per_round = " ".join(f"{a:.1f}+{b:.1f}" if b else f"{a:.1f}"
+                                 for a, b in zip(rounds["proxy"], rounds["worker"]))
+            ended = p["workers_ended_during_runs"]
+            note = f"  ({ended} worker process(es) ended during runs: their last CPU is missing)" if ended else ""
+            print(f"{name:<15}{p['events']:>7}{p['p50_ms']:>9.3f}{p['p99_ms']:>9.3f}{p['max_ms']:>9.2f}"
+                  f"{'':>12}{cpu['proxy']:>7.1f}{cpu['worker']:>8.1f}{cpu['total']:>8.1f}   {per_round}{note}",
+                  file=out)
         others = list(result["proxies"].values())
         client = sum(p["client_cpu_us_per_event"] for p in others) / len(others)
         upstream = sum(p["upstream_cpu_us_per_event"] for p in others) / len(others)
         print(f"(outside the proxy, per event: client {client:.0f} µs, upstream {upstream:.0f} µs of CPU)", file=out)
         for name, a in result["added"].items():
             rounds = "  ".join(f"{x:+.3f}/{y:+.3f}" for x, y in zip(a["per_round_p50_ms"], a["per_round_p99_ms"]))
-            ratios = " ".join(f"{r:+.0%}" for r in a["cpu_ratio_per_round"])
-            print(f"added by {name}: cpu {a['cpu_us_per_event']:+.1f} µs/event, "
-                  f"{a['cpu_ratio']:+.1%} of plain's (per round {ratios}); "
+            ratios = " ".join(f"{r:+.0%}" for r in a["cpu_ratio_per_round"]["proxy"])
+            print(f"added by {name}: proxy process cpu {a['cpu_us_per_event']['proxy']:+.1f} µs/event, "
+                  f"{a['cpu_ratio']['proxy']:+.1%} of plain's (per round {ratios}){_with_worker(a, True)}; "
                   f"p50 {a['p50_ms']:+.3f} ms, p99 {a['p99_ms']:+.3f} ms;  per round p50/p99 {rounds}", file=out)
     print(file=out)
     for name, log in s["logs"].items():
-        print(f"{name} log: {log['log_lines']} lines, {log['event_lines']} per-event lines", file=out)
+        workers = f", {log['worker_processes']} worker process(es)" if log["worker_processes"] else ""
+        print(f"{name} log: {log['log_lines']} lines, {log['event_lines']} per-event lines{workers}", file=out)
     for t in s["targets"]:
         print(f"target met: {t['text']}" if t["met"] else f"TARGET MISSED: {t['text']}", file=out)
+
+
+def _with_worker(added: dict[str, Any], detail: bool = False) -> str:
+    """The added CPU with the worker process's, beside the proxy process's
+    figure, for a mode that has a worker; nothing for one that has none."""
+    if not added["has_worker"]:
+        return ""
+    total = added["cpu_ratio"]["total"]
+    if not detail:
+        return f"; with the worker process {total:+.1%}"
+    ratios = " ".join(f"{r:+.0%}" for r in added["cpu_ratio_per_round"]["total"])
+    return (f"; with the worker process {added['cpu_us_per_event']['total']:+.1f} µs/event, {total:+.1%} "
+            f"(per round {ratios})")
 
 
 def _modes(text: str) -> list[str]:

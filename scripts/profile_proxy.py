@@ -1,6 +1,7 @@
 """Profile mitmdump with ssemedic under bench_proxy.py's concurrent load.
 
-Usage: .venv/bin/python scripts/profile_proxy.py [--mode summary|full|repair]
+Usage: .venv/bin/python scripts/profile_proxy.py
+       [--mode summary|full|repair|summary-worker|full-worker]
        [--events 200] [--interval-ms 20] [--concurrency 50] [--top 30] [--keep]
        [--ssemedic-set KEY=VALUE ...]
 
@@ -22,7 +23,9 @@ mitmproxy's own event loop, the only thread ssemedic works on:
   the timed entry points give their size.
 
 It prints the entry points in µs per event, then cProfile's functions by
-own time and ssemedic's by cumulative time, both per event. Nothing here
+own time and ssemedic's by cumulative time, both per event. In a worker mode
+only mitmdump's own process is timed and profiled (what the event loop still
+does); the worker process's CPU per event is printed beside it. Nothing here
 needs more than the standard library.
 """
 
@@ -123,7 +126,7 @@ SSEMEDIC_FILES = r"ssemedic/(core|mitm|files)/"
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--mode", choices=("summary", "full", "repair"), default="summary",
+    ap.add_argument("--mode", choices=[m for m in bench_proxy.MODES if m != "plain"], default="summary",
                     help="the ssemedic configuration, as in bench_proxy.py (default summary)")
     ap.add_argument("--events", type=int, default=200, help="events per stream (default 200)")
     ap.add_argument("--interval-ms", type=float, default=20.0, help="pause between events, ms (default 20)")
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     proxy: Proxy | None = None
     try:
         upstream, upstream_port = start_upstream(workdir)
-        events, cpu_per_event = 0, 0.0
+        events, cpu_per_event = 0, (0.0, 0.0)
         # The same load twice: timed, then under cProfile.
         for profile, suffix in ((False, ".json"), (True, ".prof")):
             addon = workdir / f"profiler_{suffix[1:]}.py"
@@ -155,13 +158,18 @@ def main(argv: list[str] | None = None) -> int:
             proxy.start(upstream_port, workdir)
             events = len(proxy.measure(1, args, events=min(args.events, bench_proxy.WARMUP_EVENTS)))
             assert proxy.proc is not None
-            before = bench_proxy.cpu_ns(proxy.proc.pid)
+            before = bench_proxy.CpuReading.of(proxy.proc.pid)
             concurrent = len(proxy.measure(args.concurrency, args))
             events += concurrent
             time.sleep(bench_proxy.SETTLE_SECONDS)
+            after = bench_proxy.CpuReading.of(proxy.proc.pid)
+            proxy.seen.update(after.workers)
             if not profile:
-                cpu_per_event = (bench_proxy.cpu_ns(proxy.proc.pid) - before) / concurrent / 1e3
+                proxy_ns, worker_ns, _ = before.until(after)
+                cpu_per_event = (proxy_ns / concurrent / 1e3, worker_ns / concurrent / 1e3)
             stop(proxy.proc)  # SIGINT: mitmdump shuts down and the addon's done() writes its file
+            for left in bench_proxy.stop_leftovers([proxy]):
+                print(f"warning: still running after mitmdump stopped, so killed: {left}", file=sys.stderr)
             if not out.with_suffix(suffix).exists():
                 raise BenchError(f"the profiled mitmdump wrote no {suffix} file:\n{bench_proxy.tail(proxy.log or workdir)}")
             bench_proxy.check_log(proxy)
@@ -183,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(args: argparse.Namespace, out: Path, events: int, cpu_per_event: float) -> None:
+def report(args: argparse.Namespace, out: Path, events: int, cpu_per_event: tuple[float, float]) -> None:
     timed = json.loads(out.with_suffix(".json").read_text())
     print(f"mitmdump with ssemedic ({args.mode}), {args.concurrency} streams of {args.events} events "
           f"every {args.interval_ms:g} ms, run twice (timed, then under cProfile): {events} events each")
-    print(f"mitmdump's CPU per event in all, timed run, concurrent streams only: {cpu_per_event:.1f} µs")
+    print(f"mitmdump's own process's CPU per event in all, timed run, concurrent streams only: "
+          f"{cpu_per_event[0]:.1f} µs; its worker process's: {cpu_per_event[1]:.1f} µs")
     print("\n== ssemedic's entry points, timed around each call (µs per event, CPU time of the event loop thread) ==")
     for label, seconds in sorted(timed["spent"].items(), key=lambda item: -item[1]):
         print(f"{seconds / events * 1e6:9.2f}  {timed['calls'][label]:>7} calls  {label}")
