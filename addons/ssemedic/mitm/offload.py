@@ -4,11 +4,15 @@ process running ``python -m ssemedic.worker``.
 
 Strategy: on mitmproxy's event loop, a chunk costs one header and two
 appends to one buffer shared by every stream; the buffer is written to the
-worker's stdin once per turn of the loop (non-blocking; the rest when the
-pipe can take it). What waits in the buffer is bounded per flow and per
-proxy, with the budgets of in-proxy inspection: a chunk past either makes
-its stream fall behind, as a Backlog would (forwarded and recorded, not
-inspected). Results and log records come back on the worker's stdout, read
+worker's stdin at most every FLUSH_SECONDS (non-blocking; the rest when the
+pipe can take it), so one system call, and one wake-up of the worker,
+carries the chunks of many streams. The client's bytes never wait for it:
+they were forwarded already; only the log is up to FLUSH_SECONDS later.
+What waits in the buffer is bounded per proxy and per flow, with the
+budgets of in-proxy inspection: a chunk past either makes its stream fall
+behind, as a Backlog would (forwarded and recorded, not inspected). A
+flow's share is counted from the last moment the buffer was empty, which
+can only overstate it. Results and log records come back on the worker's stdout, read
 by the loop when they are there.
 
 If the worker dies (or cannot take frames any more), that is logged once;
@@ -47,6 +51,8 @@ RESTART_WINDOW = 60.0
 #: The pipe to the worker is asked to hold this much (Linux; the default is 64 KiB).
 PIPE_SIZE = 1024 * 1024
 READ_SIZE = 256 * 1024
+#: How long chunks may wait in the buffer before they are written to the worker.
+FLUSH_SECONDS = 0.004
 
 _CHUNK_HEADER = wire.HEADER.pack
 _CHUNK = wire.CHUNK
@@ -67,12 +73,13 @@ def problem() -> str | None:
 class _Open:
     """A remote stream the worker has: its number, its bytes still in the buffer, its answer."""
 
-    __slots__ = ("number", "stream", "queued", "result", "full")
+    __slots__ = ("number", "stream", "queued", "since", "result", "full")
 
     def __init__(self, number: int, stream: Pipeline, result: asyncio.Future[dict[str, Any] | None]) -> None:
         self.number = number
         self.stream = stream
-        self.queued = 0
+        self.queued = 0  # bytes put in the buffer since it was empty (at ``since``)
+        self.since = 0
         self.result = result
         self.full = ""  # whose budget a refused chunk would have exceeded
 
@@ -94,7 +101,7 @@ class Offload:
         self._wfd = -1
         self._rfd = -1
         self._out = bytearray()
-        self._segments: deque[tuple[_Open | None, int]] = deque()
+        self._emptied = 0  # how many times the buffer was written out whole
         self._open: dict[Pipeline, _Open] = {}
         self._numbers: dict[int, _Open] = {}
         self._next = 1
@@ -181,7 +188,7 @@ class Offload:
     def configure(self, settings: dict[str, Any]) -> None:
         self.settings = dict(settings)
         if self.process is not None:
-            self._put(wire.value_frame(wire.SETTINGS, 0, self.settings), None)
+            self._put(wire.value_frame(wire.SETTINGS, 0, self.settings))
 
     def stop(self, timeout: float = 0.0) -> None:
         """Close the worker's stdin; it inspects what it was sent and exits.
@@ -249,7 +256,7 @@ class Offload:
         state = _Open(number, stream, self._loop.create_future())
         self._open[stream] = state
         self._numbers[number] = state
-        self._put(wire.value_frame(wire.OPEN, number, spec), None)
+        self._put(wire.value_frame(wire.OPEN, number, spec))
         return state.result
 
     def send(self, stream: Pipeline, data: bytes, at: float | None) -> bool:
@@ -258,17 +265,16 @@ class Offload:
             return True  # the worker is gone: noted then
         size = len(data) + 17
         out = self._out
+        if state.since != self._emptied:
+            state.since, state.queued = self._emptied, 0
         if state.queued + size > self.per_flow or len(out) + size > self.per_proxy:
             state.full = "its" if state.queued + size > self.per_flow else "the proxy's"
             return False
         out += _CHUNK_HEADER(_CHUNK, state.number, _NAN if at is None else at, len(data))
         out += data
         state.queued += size
-        self._segments.append((state, size))
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            assert self._loop is not None
-            self._loop.call_soon(self._flush)
+            self._schedule()
         return True
 
     def behind(self, stream: Pipeline) -> None:
@@ -276,12 +282,12 @@ class Offload:
         if state is not None and stream.behind_at is not None:
             note = (f"inspection fell behind the stream ({state.full} backlog of bytes for the inspection worker "
                     f"is full): from byte {stream.behind_at:,} on it is forwarded and recorded but not parsed")
-            self._put(wire.value_frame(wire.BEHIND, state.number, {"at": stream.behind_at, "note": note}), None)
+            self._put(wire.value_frame(wire.BEHIND, state.number, {"at": stream.behind_at, "note": note}))
 
     def fed(self, stream: Pipeline, at: float) -> None:
         state = self._open.get(stream)
         if state is not None:
-            self._put(wire.frame(wire.FED, state.number, at), None)
+            self._put(wire.frame(wire.FED, state.number, at))
 
     def end(self, stream: Pipeline) -> None:
         state = self._open.pop(stream, None)
@@ -293,20 +299,22 @@ class Offload:
             "wire_bytes": stream.wire_bytes,
             "wire_chunks": stream.wire_chunks,
             "unparsed": stream.unparsed,
-        }, at=stream.ended_at), None)
+        }, at=stream.ended_at))
 
     # -- frames out ---------------------------------------------------------------
 
-    def _put(self, data: bytes, state: _Open | None) -> None:
+    def _put(self, data: bytes) -> None:
         self._out += data
-        self._segments.append((state, len(data)))
-        if not self._flush_scheduled and self._loop is not None:
+        if not self._flush_scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._loop is not None:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_later(FLUSH_SECONDS, self._flush)
 
     def _send_now(self, data: bytes) -> None:
         self._out[:0] = data  # before anything queued for this worker
-        self._segments.appendleft((None, len(data)))
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -322,7 +330,8 @@ class Offload:
             return
         if written:
             del out[:written]
-            self._written(written)
+            if not out:
+                self._emptied += 1
         loop = self._loop
         if loop is None:
             return
@@ -332,21 +341,6 @@ class Offload:
         elif not out and self._writing:
             loop.remove_writer(self._wfd)
             self._writing = False
-
-    def _written(self, count: int) -> None:
-        segments = self._segments
-        while count and segments:
-            state, size = segments[0]
-            if size <= count:
-                segments.popleft()
-                count -= size
-                if state is not None:
-                    state.queued -= size
-            else:
-                segments[0] = (state, size - count)
-                if state is not None:
-                    state.queued -= count
-                count = 0
 
     def _drain(self, deadline: float) -> None:
         """Write what is buffered, blocking, until ``deadline`` (stopping)."""
@@ -360,7 +354,6 @@ class Offload:
                 except OSError:
                     return
                 del self._out[:written]
-                self._written(written)
 
     # -- frames in ------------------------------------------------------------------
 
@@ -422,11 +415,13 @@ class Offload:
         else:
             logger.error("ssemedic's inspection worker stopped (%s); %d streams in flight pass through uninspected, "
                          "the next ones get a new worker", reason, count)
+            if self._loop is not None and self._loop.is_running():
+                self.ready()  # started now, so that it has its imports done when the next stream comes
 
     def _abandon(self, why: str) -> None:
         """Every stream the worker had: not inspected to the end, and noted so."""
         self._out.clear()
-        self._segments.clear()
+        self._emptied += 1
         self._flush_scheduled = False
         for state in self._numbers.values():
             state.stream.notes.append(f"{why}: stream passed through uninspected")
