@@ -3,7 +3,10 @@
 ``ssemedic.core`` is sans-IO: it must import and parse a stream with
 mitmproxy and rich unimportable. The mitmproxy layer (``mitm``) and the
 files/CLI layer (``files``) sit on top; the core never imports them, and
-``files`` never imports ``mitm``.
+``files`` never imports ``mitm``. The inspection worker (``worker``) runs in
+a process of its own: it reports as the proxy does (``mitm.output``), but it
+never loads mitmproxy, and ``mitm`` only starts it (``python -m``), never
+imports it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,59 @@ def test_core_imports_and_parses_without_mitmproxy_or_rich() -> None:
     assert int(done.stdout) >= 15  # every core module was imported, not an empty package
 
 
+# The worker, in a fresh interpreter with mitmproxy refused: it imports, and
+# inspects a stream from its frames to its RESULT, with the log line said.
+_WORKER_ONLY = r"""
+import io, sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "mitmproxy":
+            raise ImportError(f"{name} is not importable in this test")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import ssemedic.worker.__main__
+from ssemedic.core import wire
+from ssemedic.worker.inspector import Inspector
+
+out = bytearray()
+console = io.StringIO()
+inspector = Inspector(out.extend, console=console)
+spec = dict(flow_id="f1", label="POST http://up/v1/chat/completions", method="POST",
+            path="/v1/chat/completions", request_headers={}, status=200,
+            response_headers={"content-type": "text/event-stream"}, started_at=0.0,
+            stall_after=30.0, letta_shape="auto")
+body = 'data: {"choices":[{"delta":{"content":"Привет"}}]}\n\ndata: [DONE]\n\n'.encode()
+frames = wire.value_frame(wire.SETTINGS, 0, {"level": "summary", "max_text": 200, "console": True,
+                                             "jsonl": None, "redact": True, "otlp": None})
+frames += wire.value_frame(wire.OPEN, 1, spec)
+for i in range(0, len(body), 7):
+    frames += wire.frame(wire.CHUNK, 1, 0.1 + i / 1000, body[i:i + 7])
+frames += wire.value_frame(wire.END, 1, {"error": None, "notes": [], "wire_bytes": len(body),
+                                          "wire_chunks": 0, "unparsed": 0}, at=1.0)
+reader = wire.Reader()
+for i in range(0, len(frames), 5):  # the pipe may cut frames anywhere
+    for f in reader.feed(frames[i:i + 5]):
+        inspector.handle(f)
+inspector.settle()
+inspector.close()
+results = [f for f in wire.Reader().feed(bytes(out)) if f.kind == wire.RESULT]
+assert [f.stream for f in results] == [1], results
+assert results[0].value()["provider"] == "openai-chat", results[0].value()
+assert "Привет" in console.getvalue(), console.getvalue()
+assert not [m for m in sys.modules if m.split(".")[0] == "mitmproxy"]
+print("ok")
+"""
+
+
+def test_worker_runs_without_mitmproxy() -> None:
+    done = subprocess.run([sys.executable, "-c", _WORKER_ONLY], capture_output=True, text=True, timeout=60,
+                          cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 def _imports(path: Path) -> set[str]:
     """The ssemedic subpackages (core, mitm, files) that ``path`` imports from."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -82,6 +138,7 @@ ALLOWED = {
     "core": {"core"},
     "files": {"core", "files", "mitmproxy", "rich"},
     "mitm": {"core", "files", "mitm", "mitmproxy", "rich"},
+    "worker": {"core", "files", "mitm", "worker", "rich"},
 }
 
 

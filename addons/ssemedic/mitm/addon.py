@@ -237,6 +237,16 @@ class Medic:
         if self.offload is not None:
             self.offload.configure(self._worker_settings())
 
+    def _offloadable(self) -> bool:
+        """Whether a live stream may go to the worker now: it runs (or can be
+        started), and what this proxy reports to goes where the worker's output
+        goes (stderr, or the log; a console given to Medic is the proxy's own)."""
+        if self.offload is None:
+            return False
+        if self._console is not None and self._console is not sys.stderr:
+            return False
+        return self.offload.ready()
+
     def _worker_settings(self) -> dict[str, Any]:
         """What shapes the worker's reporting: as this proxy's Reporter is."""
         return {"level": self.log_level, "max_text": self.max_text, "console": self._console is not None,
@@ -401,7 +411,7 @@ class Medic:
         live = reporter is None and not at_once
         # A live stream that is no sniff may be inspected by the worker: the
         # Pipeline takes the channel if its client gets the upstream's bytes.
-        offload = self.offload if live and not sniff and self.offload is not None and self.offload.ready() else None
+        offload = self.offload if live and not sniff and self._offloadable() else None
         sink = reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter)
         stream = Pipeline(
             **spec,

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.pipeline import MAX_QUEUED_PER_FLOW, MAX_QUEUED_PER_PROXY, Pipeline
-from ..worker import wire
+from ..core import wire
 
 logger = logging.getLogger("ssemedic")
 
@@ -267,8 +267,9 @@ class Offload:
         out = self._out
         if state.since != self._emptied:
             state.since, state.queued = self._emptied, 0
-        if state.queued + size > self.per_flow or len(out) + size > self.per_proxy:
-            state.full = "its" if state.queued + size > self.per_flow else "the proxy's"
+        if state.queued + size > self.per_flow or len(out) + size > self.per_proxy or len(data) > wire.MAX_PAYLOAD:
+            state.full = ("its" if state.queued + size > self.per_flow or len(data) > wire.MAX_PAYLOAD
+                          else "the proxy's")
             return False
         out += _CHUNK_HEADER(_CHUNK, state.number, _NAN if at is None else at, len(data))
         out += data

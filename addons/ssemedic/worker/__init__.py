@@ -3,6 +3,6 @@
 mitmproxy's event loop then only records, forwards and hands each chunk to
 the worker (mitm/offload.py, the proxy's side); the worker
 (``inspector.py``, run by ``__main__.py``) parses, interprets, diagnoses and
-reports, with the same Pipeline and Reporter as in the proxy. ``wire.py`` is
-the framing between the two.
+reports, with the same Pipeline and Reporter as in the proxy. ``core/wire.py``
+is the framing between the two.
 """

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 
-from . import wire
+from ..core import wire
 from .inspector import Inspector
 
 #: Bytes read from the proxy at once.
@@ -37,7 +37,10 @@ class _Relay(logging.Handler):
             text = self.format(record)
         except Exception:
             text = str(record.msg)
-        self.out += wire.frame(wire.LOG, record.levelno, None, text.encode("utf-8", "replace"))
+        data = text.encode("utf-8", "replace")
+        if len(data) > wire.MAX_PAYLOAD:
+            data = data[:wire.MAX_PAYLOAD - 64].decode("utf-8", "ignore").encode() + b" [clipped by ssemedic's worker]"
+        self.out += wire.frame(wire.LOG, record.levelno, None, data)
 
 
 def main() -> int:

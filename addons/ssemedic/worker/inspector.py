@@ -19,7 +19,7 @@ from typing import IO, Any
 from ..core.pipeline import Mirror, Pipeline, Sink
 from ..mitm.marking import comment_line
 from ..mitm.output import Reporter
-from . import wire
+from ..core import wire
 
 logger = logging.getLogger("ssemedic")
 

@@ -25,7 +25,8 @@ LOG, RESULT = b"L", b"R"
 KINDS = frozenset((OPEN, CHUNK, FED, BEHIND, END, SETTINGS, LOG, RESULT))
 
 HEADER = struct.Struct("!cIdI")
-#: The largest payload a frame may carry (a bigger CHUNK is split by ``chunk``).
+#: The largest payload a frame may carry: the proxy sends no bigger chunk (its
+#: stream falls behind instead), the worker clips a longer log line.
 MAX_PAYLOAD = 16 * 1024 * 1024
 
 
