@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from ssemedic.core.pipeline import Pipeline, Quiet
+from ssemedic.core.pipeline import Pipeline, Quiet, Tee
+from ssemedic.core.repair import ALL_REPAIRS
 from ssemedic.files import sources
 from ssemedic.mitm import offload as offload_module
 from ssemedic.mitm.marking import comment_line
@@ -112,6 +113,58 @@ def test_the_worker_finds_in_every_recording_what_the_proxy_finds(worker: Any) -
     assert remote == inline
     assert sum(comment is not None for _, comment in inline) >= 10  # faults were found, not only clean streams
     assert inline[-1][1] is not None and "client-timeout" in inline[-1][1], inline[-1]
+
+
+def test_a_repaired_stream_is_repaired_here_and_reported_by_the_worker(worker: Any) -> None:
+    """With every repair on, each recording's client gets the very bytes an
+    in-proxy repair gives it, and the worker's copy, repairing the same
+    chunks, finds the same provider, verdict and repairs."""
+    captures = [c for path in RECORDINGS for c in sources.load(path)
+                if c.response_headers is not None and c.undecodable is None]
+
+    def spec(capture: sources.Capture) -> dict[str, Any]:
+        return {**_spec(capture), "repairs": ALL_REPAIRS}
+
+    async def run() -> list[tuple[bytes, str | None, str | None, list[str]] | None]:
+        offload = worker()
+        assert offload.ready()
+        got = []
+        for capture in captures:
+            clock = _Clock()
+            stream = Pipeline(**spec(capture), sink=Quiet(), channel=offload, clock=clock)
+            result = offload.open(stream, spec(capture)) if stream.remote else None
+            client = b""
+            for data, at in capture.chunks:
+                clock.now = at if at is not None else clock.now
+                client += b"".join(stream(data))
+            clock.now = capture.closed_at or clock.now
+            client += b"".join(stream(b""))
+            if not isinstance(stream.forward, Tee):  # one the repairs leave alone (binary, compressed): Remote
+                got.append(None)
+                continue
+            assert result is not None
+            answer = await asyncio.wait_for(result, 10)
+            assert answer is not None, capture.label
+            got.append((client, answer["provider"], answer["comment"],
+                        [n for n in answer["notes"] if n.startswith("repaired: ")]))
+        return got
+
+    remote = asyncio.run(run())
+    assert sum(r is not None for r in remote) >= 30
+    assert sum(bool(r[3]) for r in remote if r is not None) >= 10  # streams were changed, not only passed
+    for capture, got in zip(captures, remote, strict=True):
+        if got is None:
+            continue
+        client, provider, comment, repaired = got
+        stream = Pipeline(**spec(capture), sink=Quiet())
+        inline = b""
+        for data, at in capture.chunks:
+            inline += b"".join(stream.pass_on(data, at))
+        stream.end(capture.closed_at)
+        inline += b"".join(stream.final())
+        assert client == inline, capture.label
+        assert (provider, comment) == (stream.session.provider, comment_line(stream.session.faults)), capture.label
+        assert repaired == [n for n in stream.notes if n.startswith("repaired: ")], capture.label
 
 
 def test_a_full_backlog_makes_the_stream_fall_behind(worker: Any) -> None:

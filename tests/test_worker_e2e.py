@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from e2e import mitmdump, run_mitmdump
 from mitmproxy import io
 
@@ -84,9 +85,12 @@ def _lines(log: str) -> list[str]:
     return sorted("\n".join(lines) for lines in by_flow.values())
 
 
-def test_the_worker_says_what_the_proxy_says(upstream: int, tmp_path: Path) -> None:
-    here, here_log, here_flows, here_jsonl = _run(upstream, tmp_path, "proxy")
-    there, there_log, there_flows, there_jsonl = _run(upstream, tmp_path, "worker", *WORKER)
+@pytest.mark.parametrize("mode", [(), ("--set", "ssemedic_repair=true")], ids=["inspect", "repair"])
+def test_the_worker_says_what_the_proxy_says(upstream: int, tmp_path: Path, mode: tuple[str, ...]) -> None:
+    """Inspect-only streams are inspected in the worker alone; repaired ones
+    are repaired in the proxy and reported by the worker (Tee)."""
+    here, here_log, here_flows, here_jsonl = _run(upstream, tmp_path, "proxy", *mode)
+    there, there_log, there_flows, there_jsonl = _run(upstream, tmp_path, "worker", *WORKER, *mode)
     assert there == here and all(here.values())
     assert "Traceback" not in there_log and "internal error" not in there_log, there_log
     assert _lines(there_log) == _lines(here_log)
@@ -96,6 +100,8 @@ def test_the_worker_says_what_the_proxy_says(upstream: int, tmp_path: Path) -> N
     assert saved == _saved(here_flows)
     assert saved["truncated"][:2] == (":warning:", "ssemedic: truncated")
     assert saved["letta-send-message"][2]["provider"] == "letta"
+    if mode:
+        assert "repaired: " in there_log and saved["error-then-done"][2].get("repairs"), there_log
 
 
 def _worker_pid(proxy_pid: int) -> int:

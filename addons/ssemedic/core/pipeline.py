@@ -29,7 +29,10 @@ middle of a stream without guessing where an event starts, so it does not.
 With a Channel (``ssemedic_worker``), an inspect-only flow is *remote*
 (Remote): the chunk is forwarded and recorded here, and handed to a channel
 that inspects it in another process (see ssemedic/worker/); the budgets are
-then the channel's, and its Pipeline in the worker does the rest.
+then the channel's, and its Pipeline in the worker does the rest. A
+repaired flow (Tee) is still repaired here, since its client gets what the
+repairer makes of each chunk, but with nothing said: the raw chunk goes to
+the channel too, whose Pipeline, with the same repairs, reports it.
 """
 
 from __future__ import annotations
@@ -497,12 +500,55 @@ class Remote:
         return []
 
 
+class Tee:
+    """A rewritten stream reported elsewhere: the client gets what
+    ``rewrite`` makes of each chunk, here and at once, while the raw chunk
+    goes to ``channel`` too, whose Pipeline, built with the same repairs,
+    makes the same of it and reports it. Nothing is said here. Should the
+    channel fall behind, the client still gets every repaired chunk; only
+    the report stops there."""
+
+    def __init__(self, stream: Pipeline, rewrite: Rewrite, channel: Channel) -> None:
+        self.stream = stream
+        self.rewrite = rewrite
+        self.channel = channel
+        self.behind_at: int | None = None
+        self.unparsed = 0
+
+    def chunk(self, data: bytes, at: float | None) -> list[bytes]:
+        if self.behind_at is not None:
+            self.unparsed += len(data)
+        elif not self.channel.send(self.stream, data, at):
+            self.behind_at = self.stream.wire_bytes - len(data)
+            self.unparsed += len(data)
+            self.channel.behind(self.stream)
+        return self.rewrite.chunk(data, at)
+
+    def end(self) -> None:
+        self.rewrite.end()  # finishes the stream here: its notes go with the end
+        self.channel.end(self.stream)
+
+    def final(self) -> list[bytes]:
+        return self.rewrite.final()
+
+    def abandon(self) -> None:
+        """Nothing waits here: what was sent is the channel's."""
+
+    def catch_up(self) -> None:
+        """Nothing waits here: the end was repaired when it came."""
+
+    def finish(self, at: float | None, error: str | None) -> list[str]:
+        return self.rewrite.finish(at, error)
+
+
 class Rewrite:
     """Forwarding for a client that gets what the stages make of the stream:
     inspected at once, then repaired (``repairer``), injected into
     (``injector``), decoded if the decoder runs for the client too."""
 
-    behind_at: int | None = None  # inspection never falls behind: it runs inline
+    #: Inline inspection never falls behind; a worker's copy of a Tee does
+    #: when the proxy stops sending it chunks (set by worker/inspector.py).
+    behind_at: int | None = None
     unparsed = 0
 
     def __init__(self, stream: Pipeline, repairer: Repairer | None, injector: Injector | None) -> None:
@@ -525,8 +571,12 @@ class Rewrite:
 
     def finish(self, at: float | None, error: str | None) -> list[str]:
         """The end was inspected: cut what the client still gets, and return
-        what was changed, for the notes."""
+        what was changed, for the notes. A worker's copy of a Tee that fell
+        behind (``behind_at`` set) never saw the end: its session stays open,
+        as with Mirror, rather than diagnose a cut in a whole stream."""
         stream = self.stream
+        if self.behind_at is not None:
+            return self._changes()
         out = self._body(stream.inspection.flush(at))
         records = stream.inspection.close(at, error)
         if records is None:
@@ -539,6 +589,9 @@ class Rewrite:
                 stream.inspection.fail(exc)
                 out += self._release()
         self._tail = self._inject(out, at, final=True)
+        return self._changes()
+
+    def _changes(self) -> list[str]:
         changes = []
         if self.repairer is not None and self.repairer.changes:
             changes.append("repaired: " + ", ".join(f"{k} ×{n}" for k, n in self.repairer.changes.items()))
@@ -685,12 +738,19 @@ class Pipeline:
             self.notes.append("nothing injected: the body stays compressed for the client")
         self.repairer = repairer
         self.backlog = backlog if backlog is not None else Backlog()
-        self.forward: Mirror | Rewrite | Remote
+        self.forward: Mirror | Rewrite | Remote | Tee
         #: What the client got when it differs from the upstream's bytes: how
         #: to make it again from the recording, and its size (see recording.py).
         self.client: ClientSide | None = None
         if repairer is not None or injector is not None or self.decompressing:
-            self.forward = Rewrite(self, repairer, injector)
+            rewrite = Rewrite(self, repairer, injector)
+            if channel is not None and injector is None:
+                # Repaired here, reported where the channel leads (injections
+                # follow the clock: they stay here, and so does their report).
+                self.forward = Tee(self, rewrite, channel)
+                self.sink = self.inspection.sink = Quiet()
+            else:
+                self.forward = rewrite
             self.client = ClientSide(
                 repairs=tuple(sorted(r.value for r in repairs if r in BODY_REPAIRS or (r is Repair.DECOMPRESS and self.decompressing))),
                 injections=tuple((i.value, s) for i, s in (injections or {}).items()) if injector else (),
@@ -717,13 +777,21 @@ class Pipeline:
         at = self.clock()
         if not data:
             self.end(at)
-            return self._sent(self.forward.final())
+            return self.final()
+        return self.pass_on(data, at)
+
+    def pass_on(self, data: bytes, at: float | None) -> list[bytes]:
+        """Record one chunk received at ``at`` and return what the client gets of it."""
         self._take(data, at)
         try:
             return self._sent(self.forward.chunk(data, at))
         except Exception as exc:  # every stage guards itself: this is the last resort
             self.inspection.fail(exc)
             return self._sent([data])
+
+    def final(self) -> list[bytes]:
+        """After a clean end(): what the client still gets."""
+        return self._sent(self.forward.final())
 
     def _sent(self, pieces: list[bytes]) -> list[bytes]:
         if self.client is not None:
@@ -746,7 +814,7 @@ class Pipeline:
 
     def client_fed(self, at: float) -> None:
         """ssemedic wrote to the client itself at ``at`` (a keepalive comment)."""
-        if isinstance(self.forward, Remote):
+        if isinstance(self.forward, (Remote, Tee)):
             self.forward.channel.fed(self, at)
         else:
             self.session.diagnoser.client_fed(at)
@@ -793,7 +861,8 @@ class Pipeline:
         """Inspect the end (once every queued chunk was) and tell the sink."""
         at, error = self.ended_at, self.error
         self.finished = True
-        self.notes += self.forward.finish(at, error)
+        # A worker's copy may hold these already: its proxy sent them with the end.
+        self.notes += [note for note in self.forward.finish(at, error) if note not in self.notes]
         if self.announced:
             try:
                 self.sink.finished(self, error)
@@ -822,7 +891,7 @@ class Pipeline:
     @property
     def remote(self) -> bool:
         """Whether this stream is inspected elsewhere (through a Channel)."""
-        return isinstance(self.forward, Remote)
+        return isinstance(self.forward, (Remote, Tee))
 
     @property
     def raw(self) -> bytes:

@@ -407,10 +407,11 @@ class Medic:
             started_at=f.request.timestamp_start,
             stall_after=self.stall_after,
             letta_shape=self.letta_shape,
+            repairs=repairs,
         )
         live = reporter is None and not at_once
         # A live stream that is no sniff may be inspected by the worker: the
-        # Pipeline takes the channel if its client gets the upstream's bytes.
+        # Pipeline takes the channel unless it injects (see Pipeline: Remote, Tee).
         offload = self.offload if live and not sniff and self._offloadable() else None
         sink = reporter or (self.otel.watch(self.reporter, otel.request_of(f)) if self.otel else self.reporter)
         stream = Pipeline(
@@ -418,7 +419,6 @@ class Medic:
             sink=MarkingSink(sink, lambda stream: self._mark(f, stream)),
             clock=self.clock,
             sniff=sniff,
-            repairs=repairs,
             defer=_call_soon() if live else None,
             backlog=self.backlog,
             injections=self.injections if reporter is None else None,  # the pipeline drops them when sniffing

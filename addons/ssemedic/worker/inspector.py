@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import IO, Any
 
-from ..core.pipeline import Mirror, Pipeline, Sink
+from ..core.pipeline import Mirror, Pipeline, Rewrite, Sink
 from ..mitm.marking import comment_line
 from ..mitm.output import Reporter
 from ..core import wire
@@ -68,7 +68,11 @@ class Inspector:
     def _handle(self, f: wire.Frame) -> None:
         if f.kind == wire.CHUNK:
             stream = self.streams.get(f.stream)
-            if stream is not None:
+            if stream is None:
+                pass
+            elif isinstance(stream.forward, Rewrite):
+                stream.pass_on(f.payload, f.at)  # repaired as in the proxy (a Tee there), for the report
+            else:
                 stream.receive(f.payload, f.at)
         elif f.kind == wire.OPEN:
             self._open(f.stream, f.value())
@@ -148,7 +152,7 @@ class Inspector:
 
     def _behind(self, number: int, info: dict[str, Any]) -> None:
         stream = self.streams.get(number)
-        if stream is None or not isinstance(stream.forward, Mirror):
+        if stream is None or not isinstance(stream.forward, (Mirror, Rewrite)):
             return
         stream.forward.behind_at = info["at"]
         stream.sink.note(stream, info["note"])
@@ -159,7 +163,7 @@ class Inspector:
             self._dropped.discard(number)  # answered when it was given up
             return
         forward = stream.forward
-        if isinstance(forward, Mirror) and forward.behind_at is not None:
+        if isinstance(forward, (Mirror, Rewrite)) and forward.behind_at is not None:
             # The proxy stopped sending at behind_at: it counted what passed.
             forward.unparsed = info["unparsed"]
             stream.wire_bytes, stream.wire_chunks = info["wire_bytes"], info["wire_chunks"]
@@ -168,6 +172,8 @@ class Inspector:
             if note not in stream.notes and note != own:
                 stream.notes.append(note)
         stream.end(at, info["error"])
+        if info["error"] is None and isinstance(forward, Rewrite):
+            stream.final()  # what the proxy's client got at the end, counted as there
         self.send(wire.value_frame(wire.RESULT, number, {
             "provider": stream.session.provider,
             "notes": list(stream.notes),
