@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/bench_proxy.py [--events 200] [--interval-ms 20]
        [--concurrency 50] [--rounds 5]
-       [--modes plain,summary,full,repair,summary-worker,full-worker] [--burst]
+       [--modes plain,summary,full,repair,summary-worker,full-worker,repair-worker] [--burst]
        [--json] [--keep] [--ssemedic-set KEY=VALUE ...]
 
 Strategy: a stdlib upstream, run as a subprocess of this script so that it
@@ -29,6 +29,9 @@ subprocess in reverse mode in front of the same upstream:
   silently defers an option no addon declares, so an ssemedic without the
   option would otherwise be measured as the in-process mode under the
   worker's name.
+- repair-worker: repair with ``ssemedic_worker=true``: each chunk is still
+  parsed and repaired in mitmdump (its client gets the repaired bytes), and
+  also written to the worker, which reports it.
 
 The difference between a configuration and plain is what ssemedic adds;
 everything else (upstream, loopback, client) is common to all. All proxies
@@ -113,14 +116,14 @@ PATH = "/v1/chat/completions"
 #: plain's in the same round...
 TARGET_ADDED_CPU_RATIO = {"summary": 0.10, "full": 0.25, "repair": 0.25}
 #: ... and latency at p50 for one stream, in ms.
-TARGET_ADDED_P50_MS = {"repair": 0.1}
+TARGET_ADDED_P50_MS = {"repair": 0.1, "repair-worker": 0.1}
 #: The configurations, in the order they start each round before rotating.
-MODES = ("plain", "summary", "full", "repair", "summary-worker", "full-worker")
+MODES = ("plain", "summary", "full", "repair", "summary-worker", "full-worker", "repair-worker")
 #: The modes that hand inspection to a worker process, and must have one.
-WORKER_MODES = ("summary-worker", "full-worker")
+WORKER_MODES = ("summary-worker", "full-worker", "repair-worker")
 #: The CPU target each mode is judged against: a worker mode against its in-process twin's.
 TARGET_OF = {"summary": "summary", "full": "full", "repair": "repair",
-             "summary-worker": "summary", "full-worker": "full"}
+             "summary-worker": "summary", "full-worker": "full", "repair-worker": "repair"}
 
 #: Bounds on what the upstream accepts, so a typo cannot hold it for hours.
 MAX_EVENTS = 100_000
@@ -620,6 +623,7 @@ def configurations(args: argparse.Namespace, workdir: Path) -> list[Proxy]:
         "repair": ["-s", str(MEDIC), *sets(ssemedic_repair="true")],
         "summary-worker": ["-s", str(MEDIC), *sets(ssemedic_log="summary", ssemedic_worker="true")],
         "full-worker": ["-s", str(MEDIC), *sets(ssemedic_worker="true")],
+        "repair-worker": ["-s", str(MEDIC), *sets(ssemedic_repair="true", ssemedic_worker="true")],
     }
     return [Proxy(name, every[name]) for name in args.modes]
 
