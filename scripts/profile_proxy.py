@@ -1,7 +1,7 @@
 """Profile mitmdump with ssemedic under bench_proxy.py's concurrent load.
 
 Usage: .venv/bin/python scripts/profile_proxy.py
-       [--mode summary|full|repair|summary-worker|full-worker]
+       [--mode summary|full|repair|summary-worker|full-worker|repair-worker]
        [--events 200] [--interval-ms 20] [--concurrency 50] [--top 30] [--keep]
        [--ssemedic-set KEY=VALUE ...]
 
@@ -52,7 +52,7 @@ PROFILER_ADDON = '''\
 """Times ssemedic's entry points and profiles mitmdump (see profile_proxy.py)."""
 import cProfile, gc, json, sys, time
 from ssemedic.core import pipeline
-from ssemedic.mitm import addon, output
+from ssemedic.mitm import addon, offload, output
 
 OUT = %(out)r
 PROFILE = %(profile)r  # cProfile (True) or the timers (False): never both, or cProfile's cost lands in the timers
@@ -84,6 +84,8 @@ if not PROFILE:
     timed(addon.Medic, "response", "response hook (end of stream, redaction)")
     timed(addon.Medic, "requestheaders", "requestheaders hook")
     timed(addon.Medic, "update", "update hook")
+    timed(offload.Offload, "_flush", "writes to the worker (ssemedic_worker)")
+    timed(offload.Offload, "_readable", "reads from the worker: results, log records (ssemedic_worker)")
 
 gc_started = [0.0]
 
