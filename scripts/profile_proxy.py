@@ -36,6 +36,7 @@ import json
 import pstats
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ OUT = %(out)r
 PROFILE = %(profile)r  # cProfile (True) or the timers (False): never both, or cProfile's cost lands in the timers
 spent = {}
 calls = {}
+durations = {}  # label: every call's CPU seconds, for the median (a few one-off calls move the mean)
 
 
 def timed(owner, name, label):
@@ -69,8 +71,10 @@ def timed(owner, name, label):
         try:
             return original(*args, **kwargs)
         finally:
-            spent[label] = spent.get(label, 0.0) + clock() - start
+            took = clock() - start
+            spent[label] = spent.get(label, 0.0) + took
             calls[label] = calls.get(label, 0) + 1
+            durations.setdefault(label, []).append(took)
 
     setattr(owner, name, wrapper)
 
@@ -116,7 +120,7 @@ class Profiler:
             return
         gc.callbacks.remove(on_gc)
         with open(OUT + ".json", "w") as f:
-            json.dump({"spent": spent, "calls": calls}, f)
+            json.dump({"spent": spent, "calls": calls, "durations": durations}, f)
 
 
 addons = [Profiler()]
@@ -199,9 +203,12 @@ def report(args: argparse.Namespace, out: Path, events: int, cpu_per_event: tupl
           f"every {args.interval_ms:g} ms, run twice (timed, then under cProfile): {events} events each")
     print(f"mitmdump's own process's CPU per event in all, timed run, concurrent streams only: "
           f"{cpu_per_event[0]:.1f} µs; its worker process's: {cpu_per_event[1]:.1f} µs")
-    print("\n== ssemedic's entry points, timed around each call (µs per event, CPU time of the event loop thread) ==")
+    print("\n== ssemedic's entry points, timed around each call (CPU time of the event loop thread) ==")
+    print(f"{'µs/event':>9}  {'calls':>7}  {'median µs/call':>14}  {'max µs/call':>11}  entry point")
     for label, seconds in sorted(timed["spent"].items(), key=lambda item: -item[1]):
-        print(f"{seconds / events * 1e6:9.2f}  {timed['calls'][label]:>7} calls  {label}")
+        took = timed["durations"].get(label) or [0.0]
+        print(f"{seconds / events * 1e6:9.2f}  {timed['calls'][label]:>7}  {statistics.median(took) * 1e6:14.2f}"
+              f"  {max(took) * 1e6:11.1f}  {label}")
     stats = pstats.Stats(str(out.with_suffix(".prof")))
     print(f"\n== cProfile: top {args.top} by own time (µs per event; inflated by profiling) ==")
     _print(stats, "tottime", args.top, events, lambda key: True)
