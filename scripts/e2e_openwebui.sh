@@ -13,9 +13,9 @@
 #
 # Usage: scripts/e2e_openwebui.sh [--scenario NAME]... [--set OPTION=VALUE]... [--keep] [--install-only]
 #   --scenario NAME  run only this scripts/demo_upstream.py scenario (repeatable,
-#                    or comma-separated). Default: healthy, truncated,
-#                    error-then-done, invalid-json, letta-send-message, all
-#                    asserted; any other scenario is run and shown, not asserted
+#                    or comma-separated). Default, all asserted: healthy,
+#                    truncated, error-then-done, invalid-json, letta-send-message,
+#                    silence; any other scenario is run and shown, not asserted
 #   --set OPTION=VALUE  an extra mitmdump option for both mitmdumps, e.g.
 #                    ssemedic_repairs=headers to see a scenario without a repair
 #   --keep           keep the temp dir with the logs even when every check passes
