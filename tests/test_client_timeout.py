@@ -118,11 +118,13 @@ def test_which_errors_say_the_client_went_away() -> None:
 # -- live, through mitmdump --------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", [(), ("--set", "ssemedic_worker=true")], ids=["in-proxy", "worker"])
 def test_live_a_client_read_timeout_in_a_silence_is_named_and_a_hang_up_after_the_end_is_not(
-        upstream: int, tmp_path: Path) -> None:
+        upstream: int, tmp_path: Path, where: tuple[str, ...]) -> None:
     jsonl = tmp_path / "events.jsonl"
     chat = {"model": "silence", "stream": True, "messages": [{"role": "user", "content": "?"}]}
-    with mitmdump(upstream, tmp_path, "--set", f"ssemedic_jsonl={jsonl}", "--set", "ssemedic_log=summary") as proxy:
+    with mitmdump(upstream, tmp_path, "--set", f"ssemedic_jsonl={jsonl}", "--set", "ssemedic_log=summary",
+                  *where) as proxy:
         base = f"{proxy.base}/v1/chat/completions"
         # A client that gives up after 2 s without a byte, on a stream silent for 4 s.
         with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(30, read=2)) as client:

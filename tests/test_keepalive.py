@@ -115,6 +115,26 @@ def test_a_client_that_dies_in_the_silence_gets_the_whole_text_with_keepalive_ov
     assert all(not piece or piece.endswith(b"\n\n") for piece in body.split(COMMENT)[:-1])
 
 
+@pytest.mark.parametrize("mode", [("--set", "ssemedic_worker=true"),
+                                  ("--set", "ssemedic_worker=true", "--set", "ssemedic_repair=true")],
+                         ids=["worker", "worker-repair"])
+def test_keepalive_with_the_inspection_worker(upstream: int, tmp_path: Path, mode: tuple[str, ...]) -> None:
+    """With ssemedic_worker the keepalives still come from the proxy, between
+    events, and the worker's report counts them as the proxy's would."""
+    jsonl = tmp_path / "on.jsonl"
+    with mitmdump(upstream, tmp_path, "--set", "ssemedic_log=summary", "--set", "ssemedic_keepalive=1",
+                  "--set", f"ssemedic_jsonl={jsonl}", *mode) as proxy:
+        body, version = read_body(target(proxy))
+    assert version == "HTTP/1.1"
+    assert chat_text(body) == demo.HEALTHY_TEXT and 2 <= body.count(COMMENT) <= 4
+    assert body.replace(COMMENT, b"") == b"".join(demo.healthy_events("silence"))
+    assert all(not piece or piece.endswith(b"\n\n") for piece in body.split(COMMENT)[:-1])
+    [summary] = [s for s in map(json.loads, jsonl.read_text(encoding="utf-8").splitlines()) if s["type"] == "summary"]
+    [note] = [n for n in summary["notes"] if n.startswith("keepalive:")]
+    assert f"sent the client {body.count(COMMENT)} `: keepalive` comments" in note
+    assert [f["kind"] for f in summary["faults"] if f["severity"] != "info"] == []
+
+
 def test_an_http2_client_gets_the_whole_text_with_keepalive(proxies: Proxies) -> None:
     with pytest.raises(httpx.ReadTimeout):
         read_body(target(proxies.off, "https"), http2=True, verify=h2_context())
