@@ -991,6 +991,18 @@ def silence(call: Call) -> Reply:
     return Reply(200, dict(SSE_HEADERS), writes)
 
 
+def silence_mid_event(call: Call) -> Reply:
+    """the healthy answer, one write per event, but its fourth event in two writes with the long pause (?silence=SECONDS, default 4) between them, as a server that flushes mid-event and then thinks"""
+    if not call.stream:
+        return healthy(call)
+    events = healthy_events(call.model)
+    half = len(events[3]) // 2
+    writes = aligned(events[:3], call.delay)
+    writes += [(call.delay, events[3][:half]), (call.silence, events[3][half:])]
+    writes += aligned(events[4:], call.delay)
+    return Reply(200, dict(SSE_HEADERS), writes)
+
+
 def silence_after_done(call: Call) -> Reply:
     """the healthy answer, one write per event, then the body held open ?silence=SECONDS (default 4) after [DONE]"""
     if not call.stream:
@@ -1019,6 +1031,7 @@ SCENARIOS: dict[str, Scenario] = {
     "long": long_answer,
     "silence": silence,
     "silence-after-done": silence_after_done,
+    "silence-mid-event": silence_mid_event,
     "letta": letta,
     "openai-responses": openai_responses,
     "anthropic": anthropic,

@@ -135,6 +135,39 @@ def test_keepalive_with_the_inspection_worker(upstream: int, tmp_path: Path, mod
     assert [f["kind"] for f in summary["faults"] if f["severity"] != "info"] == []
 
 
+def test_a_silence_inside_an_event_takes_no_comment_unless_the_stream_is_reframed(
+        upstream: int, tmp_path: Path) -> None:
+    """The upstream pauses in the middle of an event: without repair the
+    client's body is mid-event, so the client times out and the summary says
+    why no keepalive came; with ssemedic_repair the half event is held back
+    and the comments go between whole events."""
+    url = "/v1/chat/completions?silence=4&delay=0.01"
+    chat = {**CHAT, "model": "silence-mid-event"}
+    for repair in (False, True):
+        jsonl = tmp_path / f"repair-{repair}.jsonl"
+        extra = ("--set", "ssemedic_repair=true") if repair else ()
+        with mitmdump(upstream, tmp_path, "--set", "ssemedic_log=summary", "--set", "ssemedic_keepalive=1",
+                      "--set", f"ssemedic_jsonl={jsonl}", *extra, name=f"mid-{repair}") as proxy, \
+                httpx.Client(timeout=READ_TIMEOUT) as client:
+            if repair:
+                with client.stream("POST", proxy.base + url, json=chat) as response:
+                    body = b"".join(response.iter_raw())
+            else:
+                with pytest.raises(httpx.ReadTimeout), client.stream("POST", proxy.base + url, json=chat) as response:
+                    b"".join(response.iter_raw())
+        [summary] = [s for s in map(json.loads, jsonl.read_text(encoding="utf-8").splitlines())
+                     if s["type"] == "summary"]
+        notes = [n for n in summary["notes"] if n.startswith("keepalive:")]
+        kinds = [f["kind"] for f in summary["faults"] if f["severity"] == "error"]
+        if repair:
+            assert chat_text(body) == demo.HEALTHY_TEXT and 2 <= body.count(COMMENT) <= 4
+            assert body.replace(COMMENT, b"") == b"".join(demo.healthy_events("silence-mid-event"))
+            assert kinds == [] and len(notes) == 1 and "sent the client" in notes[0]
+        else:
+            assert kinds == ["client-timeout"]
+            assert len(notes) == 1 and "came inside an event" in notes[0] and "reframe" in notes[0]
+
+
 def test_an_http2_client_gets_the_whole_text_with_keepalive(proxies: Proxies) -> None:
     with pytest.raises(httpx.ReadTimeout):
         read_body(target(proxies.off, "https"), http2=True, verify=h2_context())
@@ -232,9 +265,13 @@ def run_keepalive(f: Any, pieces: list[bytes], wait: float) -> tuple[keepalive.K
     return asyncio.run(main())
 
 
-def test_a_body_inside_an_event_gets_no_comment() -> None:
+def test_a_body_inside_an_event_gets_no_comment_and_says_why_once() -> None:
     k, out, due = run_keepalive(live_flow("text/event-stream"), [b"data: {\"a\":", b" 1}\n"], 0.03)
     assert out == [b"data: {\"a\":", b" 1}\n"] and due == b"" and k.sent == 0
+    assert k.due() == b""  # asked again in the same silence: still nothing, and no second note
+    assert k.notes == ["keepalive: a silence over 0.01 s came inside an event (the upstream paused mid-event), "
+                       "where no comment can go, so none was sent then; with `ssemedic_repair` (repair "
+                       "`reframe`) the client gets whole events only, and comments fit between them"]
 
 
 def test_a_body_at_an_event_boundary_gets_a_comment_and_counts_it() -> None:

@@ -120,6 +120,7 @@ class Keepalive:
         self._tail = b""  # the last bytes the client got
         self._note_at: int | None = None
         self._refused: str | None = None
+        self._mid_event_noted = False
         self._loop = _running_loop()
         self._last_write = self._loop.time() if self._loop is not None else 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -239,6 +240,7 @@ class Keepalive:
         if self._loop.time() < self._last_write + self.every * 0.5:
             return b""  # data went out since the timer fired
         if not at_event_boundary(self._tail):
+            self._note_mid_event()
             return b""
         self.sent += 1
         self._last_write = self._loop.time()
@@ -247,6 +249,19 @@ class Keepalive:
         if self.on_sent is not None:
             self.on_sent(self.clock())
         return COMMENT
+
+    def _note_mid_event(self) -> None:
+        """A silence came while the client's body was inside an event: no
+        comment can go there, so say once why this silence went uncovered."""
+        if self._mid_event_noted:
+            return
+        self._mid_event_noted = True
+        self.notes.append(
+            f"keepalive: a silence over {self.every:g} s came inside an event (the upstream paused mid-event), "
+            f"where no comment can go, so none was sent then; with `ssemedic_repair` (repair `reframe`) "
+            f"the client gets whole events only, and comments fit between them")
+        logger.info("[%s] client silent for %g s inside an event: no `: keepalive` fits there",
+                    self.flow.id[:6], self.every)
 
     def _count(self) -> None:
         note = (f"keepalive: ssemedic sent the client {self.sent} `: keepalive` comment{'s' * (self.sent != 1)} "
