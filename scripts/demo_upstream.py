@@ -991,6 +991,15 @@ def silence(call: Call) -> Reply:
     return Reply(200, dict(SSE_HEADERS), writes)
 
 
+def silence_first(call: Call) -> Reply:
+    """the healthy answer, one write per event, after the headers and then the long pause (?silence=SECONDS, default 4) before its first event, as a reasoning model that thinks before its first token"""
+    if not call.stream:
+        return healthy(call)
+    writes = aligned(healthy_events(call.model), call.delay)
+    writes[0] = (call.silence, writes[0][1])
+    return Reply(200, dict(SSE_HEADERS), writes)
+
+
 def silence_mid_event(call: Call) -> Reply:
     """the healthy answer, one write per event, but its fourth event in two writes with the long pause (?silence=SECONDS, default 4) between them, as a server that flushes mid-event and then thinks"""
     if not call.stream:
@@ -1032,6 +1041,7 @@ SCENARIOS: dict[str, Scenario] = {
     "silence": silence,
     "silence-after-done": silence_after_done,
     "silence-mid-event": silence_mid_event,
+    "silence-first": silence_first,
     "letta": letta,
     "openai-responses": openai_responses,
     "anthropic": anthropic,

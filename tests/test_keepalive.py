@@ -135,6 +135,21 @@ def test_keepalive_with_the_inspection_worker(upstream: int, tmp_path: Path, mod
     assert [f["kind"] for f in summary["faults"] if f["severity"] != "info"] == []
 
 
+def test_a_silence_before_the_first_event_is_kept_alive_too(proxies: Proxies) -> None:
+    """A reasoning model's usual silence: headers, then nothing for 4 s."""
+    url = f"http://127.0.0.1:{{}}/v1/chat/completions?silence={SILENCE}&delay=0.01"
+    chat = {**CHAT, "model": "silence-first"}
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=READ_TIMEOUT) as client, \
+            client.stream("POST", url.format(proxies.off.port), json=chat) as response:
+        b"".join(response.iter_raw())
+    with httpx.Client(timeout=READ_TIMEOUT) as client, \
+            client.stream("POST", url.format(proxies.on.port), json=chat) as response:
+        body = b"".join(response.iter_raw())
+    assert body.startswith(COMMENT) and 2 <= body.count(COMMENT) <= 4
+    assert body.replace(COMMENT, b"") == b"".join(demo.healthy_events("silence-first"))
+    assert chat_text(body) == demo.HEALTHY_TEXT
+
+
 def test_a_silence_inside_an_event_takes_no_comment_unless_the_stream_is_reframed(
         upstream: int, tmp_path: Path) -> None:
     """The upstream pauses in the middle of an event: without repair the
@@ -219,7 +234,8 @@ def test_keepalives_are_counted_in_the_summary_and_the_recording_not_stored_as_u
         flows = [f for f in io.FlowReader(file).stream() if f.response is not None]
     assert flows
     for f in flows:
-        assert f.response.raw_content == b"".join(demo.healthy_events("silence"))
+        model = json.loads(f.request.content)["model"]  # the scenario: other tests use this proxy too
+        assert f.response.raw_content == b"".join(demo.healthy_events(model))
         assert any(n.startswith("keepalive: ssemedic sent the client") for n in f.metadata["ssemedic"]["notes"])
 
 
