@@ -192,14 +192,15 @@ def _leaks(files: dict[str, bytes], secrets: list[str]) -> list[str]:
     return [f"{secret} in {name}" for name, data in files.items() for secret in secrets if secret.encode() in data]
 
 
+@pytest.mark.parametrize("where", [(), ("--set", "ssemedic_worker=true")], ids=["in-proxy", "worker"])
 def test_no_credential_is_saved_logged_or_written_whatever_happens_to_the_flow(
-    upstream: Upstream, tmp_path: Path
+    upstream: Upstream, tmp_path: Path, where: tuple[str, ...]
 ) -> None:
     (tmp_path / "breaker.py").write_text(BREAKER)
     flows, jsonl = tmp_path / "saved.flows", tmp_path / "events.jsonl"
     upstream.received.clear()
     with mitmdump(upstream.port, tmp_path, "-w", str(flows), "-s", str(tmp_path / "breaker.py"),
-                  "--set", f"ssemedic_jsonl={jsonl}", "--set", "ssemedic_filter=~u /v1/") as mitm:
+                  "--set", f"ssemedic_jsonl={jsonl}", "--set", "ssemedic_filter=~u /v1/", *where) as mitm:
         responses = {path: _send(mitm.base, path, streamed) for path, streamed in FLOWS}
     files = _written(tmp_path)
     assert set(files) == {"saved.flows", "events.jsonl", "mitmdump.log"}
