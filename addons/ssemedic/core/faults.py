@@ -236,8 +236,7 @@ CATALOGUE: dict[FaultKind, Entry] = {
         "`httpx.Timeout(..., read=...)`); Open WebUI's `AIOHTTP_CLIENT_TIMEOUT` (seconds, a limit on the "
         "whole request to the model server: only raising it helps). Against idle-read timeouts, keep the "
         "stream alive: the server sends SSE comments (`: ping`) during pauses, or "
-        "`--set ssemedic_keepalive=SECONDS` sends `: keepalive` comments meanwhile (between events only: "
-        "for a server that pauses mid-event, add `ssemedic_repair`: repair `reframe` forwards whole events).",
+        "`--set ssemedic_keepalive=SECONDS` sends `: keepalive` comments meanwhile.",
     ),
 }
 
