@@ -982,22 +982,23 @@ def long_answer(call: Call) -> Reply:
     return Reply(200, dict(SSE_HEADERS), stagger(events, call.delay))
 
 
-def silence(call: Call) -> Reply:
-    """the healthy answer, one write per event, with one long pause (?silence=SECONDS, default 4) after its third event, as a model that thinks mid-answer"""
+def _silent_before(call: Call, write: int) -> Reply:
+    """The healthy answer, one write per event, with the long pause before write number ``write``."""
     if not call.stream:
         return healthy(call)
     writes = aligned(healthy_events(call.model), call.delay)
-    writes[3] = (call.silence, writes[3][1])
+    writes[write] = (call.silence, writes[write][1])
     return Reply(200, dict(SSE_HEADERS), writes)
+
+
+def silence(call: Call) -> Reply:
+    """the healthy answer, one write per event, with one long pause (?silence=SECONDS, default 4) after its third event, as a model that thinks mid-answer"""
+    return _silent_before(call, 3)
 
 
 def silence_first(call: Call) -> Reply:
     """the healthy answer, one write per event, after the headers and then the long pause (?silence=SECONDS, default 4) before its first event, as a reasoning model that thinks before its first token"""
-    if not call.stream:
-        return healthy(call)
-    writes = aligned(healthy_events(call.model), call.delay)
-    writes[0] = (call.silence, writes[0][1])
-    return Reply(200, dict(SSE_HEADERS), writes)
+    return _silent_before(call, 0)
 
 
 def silence_mid_event(call: Call) -> Reply:
