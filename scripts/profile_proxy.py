@@ -57,9 +57,7 @@ from ssemedic.mitm import addon, offload, output
 
 OUT = %(out)r
 PROFILE = %(profile)r  # cProfile (True) or the timers (False): never both, or cProfile's cost lands in the timers
-spent = {}
-calls = {}
-durations = {}  # label: every call's CPU seconds, for the median (a few one-off calls move the mean)
+durations = {}  # label: every call's CPU seconds (sum, count, median and longest are read from it)
 
 
 def timed(owner, name, label):
@@ -71,10 +69,7 @@ def timed(owner, name, label):
         try:
             return original(*args, **kwargs)
         finally:
-            took = clock() - start
-            spent[label] = spent.get(label, 0.0) + took
-            calls[label] = calls.get(label, 0) + 1
-            durations.setdefault(label, []).append(took)
+            durations.setdefault(label, []).append(clock() - start)
 
     setattr(owner, name, wrapper)
 
@@ -99,8 +94,7 @@ def on_gc(phase, info):
         gc_started[0] = time.thread_time()
     else:
         label = f"garbage collector, generation {info['generation']}"
-        spent[label] = spent.get(label, 0.0) + time.thread_time() - gc_started[0]
-        calls[label] = calls.get(label, 0) + 1
+        durations.setdefault(label, []).append(time.thread_time() - gc_started[0])
 
 
 class Profiler:
@@ -120,7 +114,7 @@ class Profiler:
             return
         gc.callbacks.remove(on_gc)
         with open(OUT + ".json", "w") as f:
-            json.dump({"spent": spent, "calls": calls, "durations": durations}, f)
+            json.dump(durations, f)
 
 
 addons = [Profiler()]
@@ -205,9 +199,8 @@ def report(args: argparse.Namespace, out: Path, events: int, cpu_per_event: tupl
           f"{cpu_per_event[0]:.1f} µs; its worker process's: {cpu_per_event[1]:.1f} µs")
     print("\n== ssemedic's entry points, timed around each call (CPU time of the event loop thread) ==")
     print(f"{'µs/event':>9}  {'calls':>7}  {'median µs/call':>14}  {'max µs/call':>11}  entry point")
-    for label, seconds in sorted(timed["spent"].items(), key=lambda item: -item[1]):
-        took = timed["durations"].get(label) or [0.0]
-        print(f"{seconds / events * 1e6:9.2f}  {timed['calls'][label]:>7}  {statistics.median(took) * 1e6:14.2f}"
+    for label, took in sorted(timed.items(), key=lambda item: -sum(item[1])):
+        print(f"{sum(took) / events * 1e6:9.2f}  {len(took):>7}  {statistics.median(took) * 1e6:14.2f}"
               f"  {max(took) * 1e6:11.1f}  {label}")
     stats = pstats.Stats(str(out.with_suffix(".prof")))
     print(f"\n== cProfile: top {args.top} by own time (µs per event; inflated by profiling) ==")
