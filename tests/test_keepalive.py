@@ -194,7 +194,9 @@ def test_an_http2_client_gets_the_whole_text_with_keepalive(proxies: Proxies) ->
 
 def test_the_openai_sdk_ignores_the_comments_and_gets_the_exact_text(proxies: Proxies) -> None:
     def text(proxy: Mitmdump) -> str:
-        client = openai.OpenAI(base_url=f"{proxy.base}/v1", api_key="sk-test", max_retries=0, timeout=READ_TIMEOUT)
+        # The SDK's own Timeout: from openai 3.63 on it is built on httpx2 and refuses an httpx.Timeout.
+        client = openai.OpenAI(base_url=f"{proxy.base}/v1", api_key="sk-test", max_retries=0,
+                               timeout=openai.Timeout(30, read=2))
         stream = client.chat.completions.create(model="silence", messages=MESSAGES, stream=True,  # type: ignore[call-overload]
                                                 extra_query=QUERY)
         return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
